@@ -1,0 +1,49 @@
+"""imgstore: houses long video recordings.
+
+Frames are stored in chunks (video files or folders of images) beside per-frame metadata
+(``frame_number``, ``frame_time``), user metadata and extra data. The API and on-disk
+format are those of imgstore 0.4 (loopbio), so existing code and stores keep working.
+
+>>> import imgstore
+>>> store = imgstore.new_for_filename("/path/to/store")      # doctest: +SKIP
+>>> img, (frame_number, frame_time) = store.get_image(1234)  # doctest: +SKIP
+>>> frames = store[100:200]                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from . import errors
+from .backends import DirectoryImgStore, ImgStore, ImgStoreWarning
+from .errors import FrameNotFoundError, ImgStoreError
+from .factory import extract_only_frame, get_supported_formats, new_for_filename, new_for_format, open_store
+from .imageops import FourCC, ensure_color, ensure_grayscale
+
+__version__ = "1.0.0.dev0"
+
+__all__ = [
+    "new_for_filename",
+    "new_for_format",
+    "open_store",
+    "get_supported_formats",
+    "extract_only_frame",
+    "ImgStore",
+    "DirectoryImgStore",
+    "VideoImgStore",
+    "ImgStoreError",
+    "ImgStoreWarning",
+    "FrameNotFoundError",
+    "errors",
+    "ensure_color",
+    "ensure_grayscale",
+    "FourCC",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    # the video backend imports PyAV: only pay for it when it is used
+    if name == "VideoImgStore":
+        from .backends.video import VideoImgStore
+
+        return VideoImgStore
+    raise AttributeError(f"module 'imgstore' has no attribute {name!r}")

@@ -1,0 +1,111 @@
+"""Opening and creating stores: ``new_for_filename``, ``new_for_format`` and friends."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from . import ondisk
+from .backends import class_for_name, store_classes
+from .backends.base import ImgStore
+from .errors import MetadataError, StoreNotFoundError, UnsupportedFormatError
+from .ondisk import STORE_MD_FILENAME
+
+__all__ = ["new_for_filename", "new_for_format", "open_store", "get_supported_formats", "extract_only_frame"]
+
+
+def _is_metadata_path(path: str) -> bool:
+    return os.path.basename(path) == STORE_MD_FILENAME
+
+
+def resolve_store_path(path: str | os.PathLike | None, basedir: str | os.PathLike | None,
+                       read: bool) -> tuple[str, str]:
+    """``(basedir, metadata.yaml path)`` from a folder or a ``metadata.yaml`` path."""
+    if path is not None and basedir is not None:
+        raise ValueError("path and basedir are mutually exclusive")
+    if basedir is not None:
+        basedir = os.fspath(basedir)
+        if _is_metadata_path(basedir):
+            raise ValueError(f"basedir should be a directory (not a file ending with {STORE_MD_FILENAME})")
+        return basedir, os.path.join(basedir, STORE_MD_FILENAME)
+    if path is None:
+        raise ValueError(f"should be a path to a store {STORE_MD_FILENAME} file or a directory containing one")
+    path = os.fspath(path)
+    if _is_metadata_path(path):
+        return os.path.dirname(path) or ".", path
+    if read and not (os.path.isdir(path) and os.path.exists(os.path.join(path, STORE_MD_FILENAME))):
+        raise StoreNotFoundError(2, f"path '{path}' does not exist or is not a store", path)
+    return path, os.path.join(path, STORE_MD_FILENAME)
+
+
+def _class_of_store(metadata_path: str) -> type[ImgStore]:
+    smd, _ = ondisk.read_metadata(metadata_path)
+    cls = class_for_name(smd.class_name)
+    if cls is None:
+        raise MetadataError(f"{metadata_path}: store class {smd.class_name!r} not supported")
+    return cls
+
+
+def new_for_filename(path: str | os.PathLike, **kwargs: Any) -> ImgStore:
+    """Open an existing store (a folder or its ``metadata.yaml``); read mode by default.
+
+    Parameters
+    ----------
+    path
+        The store's folder or its ``metadata.yaml``.
+    **kwargs
+        ``mode`` (``'r'`` or ``'a'``) and backend options.
+    """
+    mode = kwargs.setdefault("mode", "r")
+    basedir, metadata_path = resolve_store_path(path, kwargs.pop("basedir", None), read=mode in "ra")
+    kwargs["basedir"] = basedir
+    return _class_of_store(metadata_path)(**kwargs)
+
+
+open_store = new_for_filename
+
+
+def new_for_format(fmt: str, path: str | os.PathLike | None = None, **kwargs: Any) -> ImgStore:
+    """Create a store of format ``fmt`` (or open one when ``mode='r'``).
+
+    Parameters
+    ----------
+    fmt
+        One of :func:`get_supported_formats`.
+    path
+        The store's folder (or pass ``basedir=``).
+    **kwargs
+        ``imgshape``, ``imgdtype``, ``chunksize``, ``metadata``, ``encoding``, ``overwrite``
+        and backend options (e.g. ``fps``, ``quality`` for video).
+    """
+    mode = kwargs.setdefault("mode", "w")
+    if mode in "ra":
+        return new_for_filename(path if path is not None else kwargs.pop("basedir"), **kwargs)
+    basedir, _ = resolve_store_path(path, kwargs.pop("basedir", None), read=False)
+    kwargs["basedir"] = basedir
+    kwargs.setdefault("imgdtype", np.uint8)
+    for cls in store_classes():
+        if cls.supports_format(fmt):
+            return cls(format=fmt, **kwargs)
+    raise UnsupportedFormatError(
+        f"store class not found which supports format {fmt!r}; supported: {get_supported_formats()}")
+
+
+def get_supported_formats() -> list[str]:
+    """Every format this installation can write and read back."""
+    formats: list[str] = []
+    for cls in store_classes():
+        formats.extend(cls.supported_formats())
+    return formats
+
+
+def extract_only_frame(path: str | os.PathLike, frame_index: int) -> np.ndarray:
+    """One frame by frame_index, read straight from its chunk without opening the store."""
+    _, metadata_path = resolve_store_path(path, None, read=True)
+    smd, _ = ondisk.read_metadata(metadata_path)
+    cls = class_for_name(smd.class_name)
+    if cls is None:
+        raise MetadataError(f"{metadata_path}: store class {smd.class_name!r} not supported")
+    return cls.extract_only_frame(metadata_path, frame_index, _smd=smd)

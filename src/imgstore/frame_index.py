@@ -1,0 +1,213 @@
+"""The frame index: where every frame of a store lives, as numpy arrays.
+
+Frames are kept in *store order* (chunk by chunk, in the order they were written); a
+frame's position in that order is its ``frame_index`` (0 .. N-1). Per frame we hold only
+``frame_number`` (int64) and ``frame_time`` (float64); the chunk of a frame is found from
+the chunk start offsets. Every lookup is O(log n): sorted orders for numbers and times are
+computed once (lazily, and only when the values are not already sorted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .errors import FrameIndexError, FrameNotFoundError
+
+
+class FrameIndex:
+    """Index of all frames of a store.
+
+    Parameters
+    ----------
+    chunk_numbers
+        The chunk number of each non-empty chunk, ascending.
+    chunk_lengths
+        Number of frames in each of those chunks.
+    frame_number, frame_time
+        Per-frame values in store order (concatenated chunk by chunk).
+    """
+
+    def __init__(self, chunk_numbers: Sequence[int], chunk_lengths: Sequence[int],
+                 frame_number: np.ndarray, frame_time: np.ndarray) -> None:
+        self.chunk_numbers = np.asarray(chunk_numbers, dtype=np.int64)
+        lengths = np.asarray(chunk_lengths, dtype=np.int64)
+        self.chunk_starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.chunk_starts[1:])
+        self.frame_number = np.asarray(frame_number, dtype=np.int64)
+        self.frame_time = np.asarray(frame_time, dtype=np.float64)
+        if len(self.frame_number) != len(self.frame_time) or len(self.frame_number) != self.chunk_starts[-1]:
+            raise ValueError("frame_number, frame_time and chunk lengths disagree")
+        self._number_order: np.ndarray | None = None
+        self._number_sorted: np.ndarray | None = None
+        self._time_order: np.ndarray | None = None
+        self._time_sorted: np.ndarray | None = None
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> FrameIndex:
+        """Build from ``(chunk_n, frame_number, frame_time)`` per chunk; empty chunks are dropped."""
+        items = sorted((int(c), fn, ft) for c, fn, ft in chunks if len(fn))
+        if not items:
+            return cls.empty()
+        return cls(
+            [c for c, _, _ in items],
+            [len(fn) for _, fn, _ in items],
+            np.concatenate([np.asarray(fn, dtype=np.int64) for _, fn, _ in items]),
+            np.concatenate([np.asarray(ft, dtype=np.float64) for _, _, ft in items]),
+        )
+
+    @classmethod
+    def empty(cls) -> FrameIndex:
+        """An index without frames."""
+        return cls([], [], np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+    # ----------------------------------------------------------------- summary
+
+    def __len__(self) -> int:
+        return int(self.chunk_starts[-1])
+
+    @property
+    def chunks(self) -> list[int]:
+        """Chunk numbers that hold frames."""
+        return [int(c) for c in self.chunk_numbers]
+
+    @property
+    def frame_min(self) -> int | float:
+        """Smallest frame_number (nan when empty)."""
+        return int(self.frame_number.min()) if len(self) else float("nan")
+
+    @property
+    def frame_max(self) -> int | float:
+        """Largest frame_number (nan when empty)."""
+        return int(self.frame_number.max()) if len(self) else float("nan")
+
+    @property
+    def frame_time_min(self) -> float:
+        """Earliest frame_time (nan when empty)."""
+        return float(np.nanmin(self.frame_time)) if len(self) else float("nan")
+
+    @property
+    def frame_time_max(self) -> float:
+        """Latest frame_time (nan when empty)."""
+        return float(np.nanmax(self.frame_time)) if len(self) else float("nan")
+
+    def chunk_slice(self, chunk_n: int) -> slice:
+        """The frame_index range of chunk ``chunk_n`` (empty slice if it has no frames)."""
+        i = int(np.searchsorted(self.chunk_numbers, chunk_n))
+        if i < len(self.chunk_numbers) and self.chunk_numbers[i] == chunk_n:
+            return slice(int(self.chunk_starts[i]), int(self.chunk_starts[i + 1]))
+        return slice(0, 0)
+
+    # ----------------------------------------------------------------- lookups
+
+    def check_index(self, frame_index: int) -> int:
+        """Return ``frame_index`` as int, or raise :class:`FrameIndexError` if outside 0..N-1."""
+        try:
+            i = int(frame_index)
+        except (TypeError, ValueError):
+            raise FrameIndexError(f"frame_index {frame_index!r} is not an integer") from None
+        if i != frame_index:
+            raise FrameIndexError(f"frame_index {frame_index!r} is not an integer")
+        if i < 0:
+            raise FrameIndexError(f"frame_index {i} is negative (seeking to a negative index is not supported)")
+        if i >= len(self):
+            raise FrameIndexError(f"frame_index {i} not found in index: the store has {len(self)} frames")
+        return i
+
+    def locate(self, frame_index: int) -> tuple[int, int]:
+        """Return ``(chunk_n, position in chunk)`` of a frame_index."""
+        i = self.check_index(frame_index)
+        k = int(np.searchsorted(self.chunk_starts, i, side="right")) - 1
+        return int(self.chunk_numbers[k]), i - int(self.chunk_starts[k])
+
+    def _by_number(self) -> tuple[np.ndarray | None, np.ndarray]:
+        if self._number_sorted is None:
+            fn = self.frame_number
+            if len(fn) < 2 or bool(np.all(fn[1:] >= fn[:-1])):
+                self._number_order, self._number_sorted = None, fn
+            else:
+                # stable: among repeated frame_numbers the first in store order wins
+                order = np.argsort(fn, kind="stable")
+                self._number_order, self._number_sorted = order, fn[order]
+        return self._number_order, self._number_sorted
+
+    def _by_time(self) -> tuple[np.ndarray | None, np.ndarray]:
+        if self._time_sorted is None:
+            ft = self.frame_time
+            if len(ft) < 2 or bool(np.all(ft[1:] >= ft[:-1])):
+                self._time_order, self._time_sorted = None, ft
+            else:
+                order = np.argsort(ft, kind="stable")
+                self._time_order, self._time_sorted = order, ft[order]
+        return self._time_order, self._time_sorted
+
+    def find_number(self, frame_number: int) -> int:
+        """frame_index of the first frame with exactly this frame_number."""
+        value = _as_int(frame_number, "frame_number")
+        order, keys = self._by_number()
+        pos = int(np.searchsorted(keys, value, side="left"))
+        if pos < len(keys) and keys[pos] == value:
+            return int(order[pos]) if order is not None else pos
+        raise FrameNotFoundError(f"frame #{frame_number} not found in any chunk")
+
+    def nearest_number(self, frame_number: float) -> int:
+        """frame_index of the frame whose frame_number is closest (the earlier one on ties)."""
+        return self._nearest(self._by_number(), _as_real(frame_number, "frame_number"), "frame_number")
+
+    def nearest_time(self, frame_time: float) -> int:
+        """frame_index of the frame whose frame_time is closest (the earlier one on ties)."""
+        return self._nearest(self._by_time(), _as_real(frame_time, "frame_time"), "frame_time")
+
+    def _nearest(self, by: tuple[np.ndarray | None, np.ndarray], value: float, what: str) -> int:
+        order, keys = by
+        n = len(keys)
+        if n == 0:
+            raise FrameNotFoundError(f"{what} {value!r}: the store has no frames")
+        pos = int(np.searchsorted(keys, value, side="left"))
+        best: tuple[float, int] | None = None
+        for p in (pos - 1, pos):
+            if not 0 <= p < n:
+                continue
+            # first of a run of equal keys: with a stable order that is the earliest frame
+            p = int(np.searchsorted(keys, keys[p], side="left"))
+            candidate = (abs(float(keys[p]) - value), int(order[p]) if order is not None else p)
+            if best is None or candidate < best:
+                best = candidate
+        assert best is not None
+        return best[1]
+
+    # ----------------------------------------------------------------- bulk
+
+    def positions_for_numbers(self, frame_numbers: np.ndarray) -> np.ndarray:
+        """frame_index for each frame_number (vectorised); -1 where missing."""
+        order, keys = self._by_number()
+        values = np.asarray(frame_numbers, dtype=np.int64)
+        pos = np.searchsorted(keys, values, side="left")
+        ok = pos < len(keys)
+        ok[ok] = keys[pos[ok]] == values[ok]
+        out = np.full(values.shape, -1, dtype=np.int64)
+        out[ok] = order[pos[ok]] if order is not None else pos[ok]
+        return out
+
+
+def _as_int(value, what: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise FrameNotFoundError(f"{what} {value!r} is not an integer")
+    try:
+        i = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise FrameNotFoundError(f"{what} {value!r} is not an integer") from None
+    if i != value:
+        raise FrameNotFoundError(f"frame #{value} not found in any chunk ({what} must be an integer)")
+    return i
+
+
+def _as_real(value, what: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise FrameNotFoundError(f"{what} {value!r} is not a number") from None
+    if v != v:
+        raise FrameNotFoundError(f"{what} {value!r} is not a number")
+    return v

@@ -1,0 +1,653 @@
+"""The on-disk format of an imgstore (version 2, as written by imgstore 0.4 and Motif).
+
+This module owns every file a store is made of; backends only write frame payloads.
+
+A store is a directory holding::
+
+    metadata.yaml            # {'__store': {...store metadata...}, **user_metadata}
+    .lock                    # present while a writer has the store open
+    000000/                  # directory stores: one folder per chunk ...
+        000000.png           #   ... one file per frame, named by its position in the chunk
+        index.npz            #   frame_number (int64), frame_time (float64) per frame
+        index.extra.json     #   extra data records (a JSON array)
+    000000.mkv               # video stores: one video file per chunk ...
+    000000.npz               #   ... with a sibling index
+    000000.extra.json
+
+While a chunk is being written its index does not exist yet. imgstore then keeps an
+append-only *journal* beside it (``<chunk>.journal``: a small header followed by
+fixed-size binary records) and extra data as JSON lines (``<chunk>.extra.jsonl``); both
+are turned into the normal files when the chunk closes and are read back if the writer
+died. The reference library ignores these files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import os
+import re
+import time
+import uuid as uuid_module
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any
+
+import numpy as np
+import yaml
+
+from .errors import (
+    ExtraDataError,
+    IndexCorruptError,
+    MetadataError,
+    StoreNotFoundError,
+    StoreWriteError,
+)
+
+STORE_MD_KEY = "__store"
+STORE_MD_FILENAME = "metadata.yaml"
+STORE_LOCK_FILENAME = ".lock"
+FORMAT_VERSION = 2
+FRAME_MD = ("frame_number", "frame_time")
+
+#: Suffixes of extra-data files, in the reference's order.
+EXTRA_DATA_FILE_EXTENSIONS = (".extra.json", ".extra_data.json", ".extra_data.h5")
+EXTRA_JSON_SUFFIX = ".extra.json"
+EXTRA_JOURNAL_SUFFIX = ".extra.jsonl"
+JOURNAL_SUFFIX = ".journal"
+PARTIAL_SUFFIX = ".partial"
+INDEX_SUFFIXES = (".npz", ".yaml")
+
+_REQUIRED_STORE_KEYS = ("class", "format", "imgshape", "imgdtype", "chunksize", "version")
+
+
+def chunk_name(chunk_n: int) -> str:
+    """Return the file/folder name of chunk ``chunk_n`` (``000012``)."""
+    return "%06d" % int(chunk_n)
+
+
+def parse_chunk_name(name: str) -> int | None:
+    """Return the chunk number encoded in ``name`` or None if it is not a chunk name."""
+    if name.isdigit() and name.isascii():
+        return int(name)
+    return None
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb", fsync: bool = False) -> Iterator[IO]:
+    """Write ``path`` through a temporary sibling renamed into place on success.
+
+    A crash leaves either the old file or the new one, never half a file. The temporary
+    file is named ``<path>.partial`` so the chunk scanners of both libraries skip it.
+    """
+    path = os.fspath(path)
+    tmp = path + PARTIAL_SUFFIX
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StoreWriteError(exc.errno, f"could not write {path}: {exc.strerror or exc}") from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_write(path, "wb", fsync=fsync) as f:
+        f.write(data)
+
+
+# --------------------------------------------------------------------------- metadata.yaml
+
+
+def local_timezone_name() -> str:
+    """IANA name of this machine's time zone (``Etc/UTC`` when it cannot be determined)."""
+    try:
+        import tzlocal
+
+        name = tzlocal.get_localzone_name()
+    except Exception:  # tzlocal raises many kinds of errors on odd systems
+        name = None
+    return name or "Etc/UTC"
+
+
+def _zoneinfo(name: str | None):
+    from zoneinfo import ZoneInfo
+
+    if name:
+        try:
+            return ZoneInfo(str(name))
+        except Exception:
+            warnings.warn(f"unknown time zone {name!r}; using the local time zone", stacklevel=3)
+    return ZoneInfo(local_timezone_name())
+
+
+@dataclasses.dataclass
+class StoreMetadata:
+    """The ``__store`` mapping of ``metadata.yaml``.
+
+    Unknown keys are kept in ``other`` and written back unchanged.
+    """
+
+    class_name: str
+    format: str
+    chunksize: int
+    imgshape: tuple[int, ...]
+    imgdtype: str
+    encoding: str | None = None
+    version: int = FORMAT_VERSION
+    uuid: str | None = None
+    created_utc: str | None = None
+    timezone_local: str | None = None
+    extension: str | None = None
+    other: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def new(
+        cls,
+        class_name: str,
+        fmt: str,
+        chunksize: int,
+        imgshape: Sequence[int],
+        imgdtype: str,
+        encoding: str | None = None,
+        extension: str | None = None,
+    ) -> StoreMetadata:
+        """Metadata for a store created now on this machine."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return cls(
+            class_name=class_name,
+            format=fmt,
+            chunksize=int(chunksize),
+            imgshape=tuple(int(x) for x in imgshape),
+            imgdtype=str(imgdtype),
+            encoding=encoding or None,
+            uuid=uuid_module.uuid4().hex,
+            # written naive, as the reference does: it is known to be UTC
+            created_utc=now.replace(tzinfo=None).isoformat(),
+            timezone_local=local_timezone_name(),
+            extension=extension,
+        )
+
+    @classmethod
+    def from_mapping(cls, smd: Any, where: str = STORE_MD_FILENAME) -> StoreMetadata:
+        """Validate and parse a ``__store`` mapping."""
+        if not isinstance(smd, Mapping):
+            raise MetadataError(f"{where}: '{STORE_MD_KEY}' must be a mapping, got {type(smd).__name__}")
+        missing = [k for k in _REQUIRED_STORE_KEYS if k not in smd]
+        if missing:
+            raise MetadataError(f"{where}: '{STORE_MD_KEY}' lacks required key(s) {missing}")
+        rest = dict(smd)
+
+        def _take(key, default=None):
+            return rest.pop(key, default)
+
+        try:
+            imgshape = tuple(int(x) for x in _take("imgshape"))
+        except (TypeError, ValueError):
+            raise MetadataError(f"{where}: imgshape {smd['imgshape']!r} is not a list of integers") from None
+        if not 2 <= len(imgshape) <= 3 or any(x <= 0 for x in imgshape):
+            raise MetadataError(f"{where}: imgshape {list(imgshape)!r} must be (height, width[, channels]) > 0")
+        try:
+            chunksize = int(_take("chunksize"))
+        except (TypeError, ValueError):
+            raise MetadataError(f"{where}: chunksize {smd['chunksize']!r} is not an integer") from None
+        if chunksize <= 0:
+            raise MetadataError(f"{where}: chunksize {chunksize} must be positive")
+        imgdtype = _take("imgdtype")
+        try:
+            imgdtype = np.dtype(str(imgdtype)).name
+        except TypeError:
+            raise MetadataError(f"{where}: imgdtype {imgdtype!r} is not a numpy dtype") from None
+        version = _take("version")
+        class_name = _take("class")
+        fmt = _take("format")
+        if not isinstance(class_name, str) or not isinstance(fmt, str):
+            raise MetadataError(f"{where}: class {class_name!r} and format {fmt!r} must be strings")
+        encoding = _take("encoding")
+        if encoding is not None and not isinstance(encoding, str):
+            raise MetadataError(f"{where}: encoding {encoding!r} must be a string or null")
+        return cls(
+            class_name=class_name,
+            format=fmt,
+            chunksize=chunksize,
+            imgshape=imgshape,
+            imgdtype=imgdtype,
+            encoding=encoding or None,
+            version=version,
+            uuid=_str_or_none(_take("uuid")),
+            created_utc=_str_or_none(_take("created_utc")),
+            timezone_local=_str_or_none(_take("timezone_local")),
+            extension=_str_or_none(_take("extension")),
+            other=rest,
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The ``__store`` mapping as written to ``metadata.yaml``."""
+        out: dict[str, Any] = dict(self.other)
+        out.update(
+            {
+                "class": self.class_name,
+                "format": self.format,
+                "chunksize": int(self.chunksize),
+                "imgshape": [int(x) for x in self.imgshape],
+                "imgdtype": self.imgdtype,
+                "encoding": self.encoding,
+                "version": self.version,
+            }
+        )
+        for key in ("uuid", "created_utc", "timezone_local", "extension"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    def to_index_fields(self) -> dict[str, np.ndarray]:
+        """Store metadata as npz-friendly arrays (the reference copies it into every index)."""
+        out: dict[str, np.ndarray] = {}
+        for key, value in self.to_mapping().items():
+            if value is None:
+                continue  # None would need a pickled object array
+            arr = np.asarray(value)
+            if arr.dtype.kind in "iufbU":
+                out[key] = arr
+        return out
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def read_metadata(path: str | os.PathLike) -> tuple[StoreMetadata, dict[str, Any]]:
+    """Read ``metadata.yaml``; return the store metadata and the user metadata."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise StoreNotFoundError(2, f"no store metadata at {path}", path) from None
+    except IsADirectoryError:
+        raise StoreNotFoundError(2, f"{path} is a directory, not a {STORE_MD_FILENAME}", path) from None
+    try:
+        allmd = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MetadataError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(allmd, dict):
+        raise MetadataError(f"{path}: top level must be a mapping, got {type(allmd).__name__}")
+    if STORE_MD_KEY not in allmd:
+        raise MetadataError(f"{path}: no '{STORE_MD_KEY}' key: not an imgstore")
+    smd = StoreMetadata.from_mapping(allmd.pop(STORE_MD_KEY), where=path)
+    return smd, allmd
+
+
+def _yaml_safe(value: Any, where: str) -> Any:
+    """Convert numpy scalars/arrays to plain Python so ``yaml.safe_dump`` accepts them."""
+    if isinstance(value, Mapping):
+        return {str(k) if not isinstance(k, (int, float, bool)) else k: _yaml_safe(v, f"{where}.{k}")
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_yaml_safe(v, where) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise MetadataError(f"metadata value at {where!r} of type {type(value).__name__} cannot be stored in YAML")
+
+
+def write_metadata(path: str | os.PathLike, smd: StoreMetadata, user_metadata: Mapping[str, Any]) -> None:
+    """Write ``metadata.yaml`` atomically (safe YAML only)."""
+    if STORE_MD_KEY in user_metadata:
+        raise MetadataError(f"user metadata must not use the reserved key {STORE_MD_KEY!r}")
+    doc = {str(k): _yaml_safe(v, str(k)) for k, v in user_metadata.items()}
+    doc[STORE_MD_KEY] = smd.to_mapping()
+    text = yaml.safe_dump(doc)
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+_FOLDER_DATE_RE = re.compile(r"(.*)(20\d{6}_\d{6}).*")
+
+
+def resolve_created(smd: StoreMetadata, user_metadata: Mapping[str, Any], basedir: str,
+                    metadata_path: str) -> tuple[datetime.datetime, Any]:
+    """Return (created datetime in UTC, local ZoneInfo) as the reference derives them.
+
+    Old stores (Motif) lack ``created_utc``: the time then comes from a ``YYYYMMDD_HHMMSS``
+    in the folder name (local time of the user metadata's ``timezone``, else this machine's),
+    else from the modification time of ``metadata.yaml``.
+    """
+    if smd.created_utc:
+        import dateutil.parser
+
+        try:
+            dt = dateutil.parser.parse(smd.created_utc)
+        except (ValueError, OverflowError):
+            raise MetadataError(f"{metadata_path}: created_utc {smd.created_utc!r} is not a date") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=datetime.timezone.utc)
+        return dt.astimezone(datetime.timezone.utc), _zoneinfo(smd.timezone_local)
+
+    tz = _zoneinfo(user_metadata.get("timezone") if isinstance(user_metadata.get("timezone"), str) else None)
+    m = _FOLDER_DATE_RE.match(os.path.basename(os.path.normpath(basedir)))
+    if m:
+        local = datetime.datetime.strptime(m.group(2), "%Y%m%d_%H%M%S").replace(tzinfo=tz)
+        return local.astimezone(datetime.timezone.utc), tz
+    mtime = os.path.getmtime(metadata_path)
+    return datetime.datetime.fromtimestamp(mtime, tz=datetime.timezone.utc), tz
+
+
+# --------------------------------------------------------------------------- chunk index
+
+
+def find_index_file(base: str) -> str | None:
+    """Path of the index of the chunk whose path without extension is ``base``."""
+    for ext in INDEX_SUFFIXES:
+        if os.path.exists(base + ext):
+            return base + ext
+    return None
+
+
+def _as_frame_numbers(values: Any, where: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise IndexCorruptError(f"{where}: frame_number holds non-integer values")
+        return arr.astype(np.int64)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    raise IndexCorruptError(f"{where}: frame_number has dtype {arr.dtype}, expected integers")
+
+
+def _as_frame_times(values: Any, where: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.float64)
+    if arr.dtype.kind not in "iuf":
+        raise IndexCorruptError(f"{where}: frame_time has dtype {arr.dtype}, expected numbers")
+    return arr.astype(np.float64, copy=False)
+
+
+def read_chunk_index(path: str, keys: Sequence[str] = FRAME_MD) -> dict[str, np.ndarray]:
+    """Read the arrays ``keys`` from a chunk index file (``.npz`` or ``.yaml``).
+
+    ``frame_number`` and ``frame_time`` are required and must have equal lengths; other
+    keys are returned when present. Object arrays (the reference pickles ``encoding``) are
+    never loaded.
+    """
+    try:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as npz:
+                raw = {k: npz[k] for k in keys if k in npz.files}
+        else:
+            with open(path, "rb") as f:
+                doc = yaml.safe_load(f)
+            if not isinstance(doc, Mapping):
+                raise IndexCorruptError(f"{path}: index must be a mapping")
+            raw = {k: np.asarray(doc[k]) for k in keys if k in doc}
+    except IndexCorruptError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, yaml.YAMLError) as exc:
+        # zipfile.BadZipFile is a ValueError-free Exception subclass, handled below
+        raise IndexCorruptError(f"{path}: unreadable chunk index ({exc})") from None
+    except Exception as exc:  # BadZipFile and friends
+        raise IndexCorruptError(f"{path}: unreadable chunk index ({type(exc).__name__}: {exc})") from None
+    for k in FRAME_MD:
+        if k in keys and k not in raw:
+            raise IndexCorruptError(f"{path}: chunk index lacks {k!r}")
+    out = dict(raw)
+    if "frame_number" in out:
+        out["frame_number"] = _as_frame_numbers(out["frame_number"], path)
+    if "frame_time" in out:
+        out["frame_time"] = _as_frame_times(out["frame_time"], path)
+    if "frame_number" in out and "frame_time" in out and len(out["frame_number"]) != len(out["frame_time"]):
+        raise IndexCorruptError(
+            f"{path}: frame_number has {len(out['frame_number'])} entries but frame_time has {len(out['frame_time'])}"
+        )
+    return out
+
+
+def write_chunk_index(base: str, arrays: Mapping[str, np.ndarray], smd: StoreMetadata | None = None) -> str:
+    """Write ``<base>.npz`` atomically with ``arrays`` plus the store metadata fields."""
+    fields: dict[str, np.ndarray] = smd.to_index_fields() if smd is not None else {}
+    fields["frame_number"] = np.asarray(arrays["frame_number"], dtype=np.int64)
+    fields["frame_time"] = np.asarray(arrays["frame_time"], dtype=np.float64)
+    for k, v in arrays.items():
+        if k not in FRAME_MD:
+            fields[k] = np.asarray(v)
+    path = base + ".npz"
+    with atomic_write(path) as f:
+        np.savez(f, **fields)
+    return path
+
+
+# --------------------------------------------------------------------------- journal
+
+_JOURNAL_MAGIC = b"IMGSTORE-JOURNAL 1\n"
+BASE_JOURNAL_FIELDS: tuple[tuple[str, str], ...] = (("frame_number", "<i8"), ("frame_time", "<f8"))
+
+
+class ChunkJournal:
+    """Append-only record of the frames of the chunk being written.
+
+    Records are fixed-size and written with one unbuffered ``os.write`` each, so a killed
+    writer loses no record the OS has accepted; a torn last record is ignored on read.
+    ``fsync`` runs at most every ``fsync_interval`` seconds to bound loss on power failure.
+    """
+
+    def __init__(self, path: str, fields: Sequence[tuple[str, str]] = BASE_JOURNAL_FIELDS,
+                 fsync_interval: float | None = 1.0) -> None:
+        self.path = path
+        self.dtype = np.dtype([(name, fmt) for name, fmt in fields])
+        header = _JOURNAL_MAGIC + json.dumps({"fields": [list(f) for f in fields]}).encode() + b"\n"
+        atomic_write_bytes(path, header)
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"could not open journal {path}: {exc.strerror}") from exc
+        self._fsync_interval = fsync_interval
+        self._last_sync = time.monotonic()
+        self._record = np.zeros(1, dtype=self.dtype)
+
+    def append(self, **values: Any) -> None:
+        """Append one record (missing fields are zero)."""
+        rec = self._record
+        rec[0] = tuple(values.get(name, 0) for name in self.dtype.names)
+        data = rec.tobytes()
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(28, "short write")
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"could not append to journal {self.path}: {exc.strerror}") from exc
+        if self._fsync_interval is not None:
+            now = time.monotonic()
+            if now - self._last_sync >= self._fsync_interval:
+                self.sync()
+                self._last_sync = now
+
+    def sync(self) -> None:
+        """Flush the journal to stable storage."""
+        with contextlib.suppress(OSError):
+            os.fsync(self._fd)
+
+    def close(self, remove: bool = False) -> None:
+        """Close the journal, deleting it if ``remove`` (its chunk got a real index)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def read_journal(path: str) -> dict[str, np.ndarray]:
+    """Read the complete records of a chunk journal as a dict of arrays."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.startswith(_JOURNAL_MAGIC):
+        raise IndexCorruptError(f"{path}: not an imgstore journal")
+    try:
+        end = data.index(b"\n", len(_JOURNAL_MAGIC))
+        header = json.loads(data[len(_JOURNAL_MAGIC):end])
+        dtype = np.dtype([(str(n), str(t)) for n, t in header["fields"]])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IndexCorruptError(f"{path}: bad journal header ({exc})") from None
+    body = data[end + 1:]
+    n = len(body) // dtype.itemsize
+    recs = np.frombuffer(body[: n * dtype.itemsize], dtype=dtype)
+    out = {name: np.array(recs[name]) for name in dtype.names}
+    out["frame_number"] = out["frame_number"].astype(np.int64)
+    out["frame_time"] = out["frame_time"].astype(np.float64)
+    return out
+
+
+# --------------------------------------------------------------------------- extra data
+
+
+class JsonCustomEncoder(json.JSONEncoder):
+    """JSON encoder that also accepts numpy values, sets, bytes and datetimes."""
+
+    def default(self, obj: Any) -> Any:
+        if isinstance(obj, (np.ndarray, np.generic)):
+            return obj.tolist()
+        if isinstance(obj, complex):
+            return [obj.real, obj.imag]
+        if isinstance(obj, (set, frozenset)):
+            return list(obj)
+        if isinstance(obj, bytes):
+            return obj.decode()
+        if isinstance(obj, (datetime.datetime, datetime.date)):
+            return obj.isoformat()
+        return super().default(obj)
+
+
+def encode_extra_record(data: Mapping[str, Any]) -> str:
+    """Encode one extra-data record as a line of JSON, or raise :class:`ExtraDataError`."""
+    try:
+        return json.dumps(data, cls=JsonCustomEncoder, allow_nan=True)
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        bad = [k for k, v in data.items() if not _json_ok(v)]
+        raise ExtraDataError(f"extra data key(s) {bad or list(data)} cannot be stored as JSON: {exc}") from None
+
+
+def _json_ok(value: Any) -> bool:
+    try:
+        json.dumps(value, cls=JsonCustomEncoder)
+        return True
+    except (TypeError, ValueError, UnicodeDecodeError):
+        return False
+
+
+class ExtraDataWriter:
+    """Extra data of one chunk: JSON lines while recording, a JSON array once closed."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.journal_path = base + EXTRA_JOURNAL_SUFFIX
+        self.final_path = base + EXTRA_JSON_SUFFIX
+        self._fd: int | None = None
+        self._lines: list[str] = []
+
+    @property
+    def n_records(self) -> int:
+        """Number of records written to this chunk."""
+        return len(self._lines)
+
+    def append(self, line: str) -> None:
+        """Append one encoded record (see :func:`encode_extra_record`)."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StoreWriteError(exc.errno, f"could not create {self.journal_path}: {exc.strerror}") from exc
+        data = (line + "\n").encode("utf-8")
+        try:
+            os.write(self._fd, data)
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"could not append to {self.journal_path}: {exc.strerror}") from exc
+        self._lines.append(line)
+
+    def finalize(self) -> None:
+        """Write ``<base>.extra.json`` (the reference's format) and drop the JSON lines."""
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        atomic_write_bytes(self.final_path, ("[" + ", ".join(self._lines) + "]").encode("utf-8"))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.journal_path)
+
+    def discard(self) -> None:
+        """Forget everything written to this chunk."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        for p in (self.journal_path, self.final_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+        self._lines.clear()
+
+
+def read_extra_json(path: str) -> list[dict[str, Any]]:
+    """Read an ``.extra.json`` array or an ``.extra.jsonl`` journal (torn last line ignored)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if path.endswith(EXTRA_JOURNAL_SUFFIX):
+        records = []
+        for line in text.splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line from a killed writer
+        return records
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError:
+        # the reference leaves '[{...}, {...}' behind when its writer dies: recover the records
+        stripped = text.rstrip().rstrip(",")
+        try:
+            records = json.loads(stripped + "]")
+        except json.JSONDecodeError as exc:
+            raise IndexCorruptError(f"{path}: extra data is not valid JSON ({exc})") from None
+        warnings.warn(f"{path}: unterminated extra data (writer did not close); recovered "
+                      f"{len(records)} records", stacklevel=2)
+    if not isinstance(records, list):
+        raise IndexCorruptError(f"{path}: extra data must be a JSON array")
+    return records
+
+
+def is_finite_number(value: Any) -> bool:
+    """True for a real, finite number (python or numpy)."""
+    try:
+        return math.isfinite(float(value)) and not isinstance(value, (bool, np.bool_))
+    except (TypeError, ValueError):
+        return False
