@@ -1,0 +1,74 @@
+"""Shared pytest fixtures: the reference library's stores, copied before use."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(os.environ.get("IMGSTORE_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+                               / "upstream-0.4.0"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    import av
+    import cv2
+    import numpy
+
+    import imgstore
+
+    return (f"imgstore {imgstore.__version__}, numpy {numpy.__version__}, PyAV {av.__version__}, "
+            f"OpenCV {cv2.__version__}; fixtures: {FIXTURES}")
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    if not (FIXTURES / "manifest.json").exists():
+        pytest.skip(f"reference fixtures not found at {FIXTURES} (set IMGSTORE_FIXTURES)")
+    with open(FIXTURES / "manifest.json") as f:
+        return json.load(f)
+
+
+def _make_writable(dest: Path) -> None:
+    for root, dirs, files in os.walk(dest):
+        for n in dirs + files:
+            os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
+    os.chmod(dest, 0o755)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir(tmp_path_factory, manifest) -> Path:
+    """A session copy of all reference fixtures, for tests that only read."""
+    dest = tmp_path_factory.mktemp("fixtures") / "upstream-0.4.0"
+    shutil.copytree(FIXTURES, dest)
+    _make_writable(dest)
+    return dest
+
+
+@pytest.fixture
+def fixture_copy(tmp_path, manifest):
+    """Return a function copying a named fixture store into tmp_path (fixtures are never modified)."""
+
+    def _copy(name: str) -> str:
+        dest = tmp_path / name
+        shutil.copytree(FIXTURES / name, dest)
+        _make_writable(dest)
+        return str(dest)
+
+    return _copy
