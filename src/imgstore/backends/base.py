@@ -41,6 +41,7 @@ from ..imageops import check_encoding, encoding_decoder
 from ..ondisk import FRAME_MD, STORE_MD_FILENAME, StoreMetadata
 
 log = logging.getLogger("imgstore")
+_NO_DECODE = encoding_decoder(None)
 
 FrameMetadata = tuple[int, float]
 
@@ -121,7 +122,7 @@ class ImgStore:
         self._mode = mode
         self._strict = strict
         self._closed = False
-        self._decode = encoding_decoder(None)
+        self._decode = _NO_DECODE
         self._lock: StoreLock | None = None
         self.damaged_chunks: dict[int, str] = {}
 
@@ -237,7 +238,11 @@ class ImgStore:
 
     def _open_read(self) -> None:
         self._read_metadata()
-        self._index = self._build_index()
+        self._index = self._load_index()
+
+    def _load_index(self) -> FrameIndex:
+        """The frame index of a store opened for reading."""
+        return self._build_index()
 
     def _build_index(self) -> FrameIndex:
         tables = []
@@ -796,7 +801,7 @@ class ImgStore:
 
     def disable_decoding(self) -> None:
         """Return frames as stored, without converting the store's pixel encoding."""
-        self._decode = encoding_decoder(None)
+        self._decode = _NO_DECODE
 
     # ================================================================== extra data
 
@@ -859,6 +864,14 @@ class ImgStore:
             return pd.concat(frames, axis=0, ignore_index=True)
         return None
 
+    # ================================================================== scale-out
+
+    def to_dask(self, **kwargs: Any):
+        """The frames as a lazy dask array (frames x height x width [x 3]); see :mod:`imgstore.parallel`."""
+        from ..parallel import store_to_dask
+
+        return store_to_dask(self, **kwargs)
+
     # ================================================================== maintenance
 
     def reindex(self) -> None:
@@ -906,11 +919,15 @@ class ImgStore:
         try:
             if self._mode in "wa":
                 self._finish_chunk(last=True)
+                self._after_write_closed()
             else:
                 self._close_readers()
         finally:
             self._closed = True
             self._release_lock()
+
+    def _after_write_closed(self) -> None:
+        """Called once a writer has closed its last chunk (before the lock is released)."""
 
     def _release_lock(self) -> None:
         if self._lock is not None:
@@ -922,6 +939,23 @@ class ImgStore:
         """True once :meth:`close` ran."""
         return self._closed
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a reader travels as its path and reopens where it lands (dask, multiprocessing)
+        if self._mode != "r":
+            raise TypeError(f"only stores opened for reading can be pickled ({self._basedir!r} is in mode "
+                            f"{self._mode!r})")
+        return {"basedir": self._basedir, "strict": self._strict,
+                "decoding": self._decode is not _NO_DECODE, "closed": self._closed}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ImgStoreWarning)  # already reported where it was opened
+            type(self).__init__(self, basedir=state["basedir"], mode="r", strict=state["strict"])
+        if not state["decoding"]:
+            self.disable_decoding()
+        if state["closed"]:
+            self.close()
+
     def __enter__(self):
         return self
 
@@ -929,8 +963,11 @@ class ImgStore:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"<{type(self).__name__} {self._basedir!r} mode={self._mode!r} format={self._smd.format!r} "
-                f"frames={self.frame_count}>") if hasattr(self, "_smd") else f"<{type(self).__name__}>"
+        try:
+            return (f"<{type(self).__name__} {self._basedir!r} mode={self._mode!r} format={self._smd.format!r} "
+                    f"frames={self.frame_count}>")
+        except AttributeError:  # not fully constructed
+            return f"<{type(self).__name__}>"
 
     # ================================================================== classmethods
 

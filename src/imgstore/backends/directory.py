@@ -41,6 +41,8 @@ class DirectoryImgStore(ImgStore):
     _cv2_fmts: ClassVar[frozenset[str]] = frozenset(
         list(_CV2_FORMAT_DTYPES) + [f + "+color" for f in _COLOR_VARIANTS])
     _raw_fmts: ClassVar[frozenset[str]] = frozenset({"npy"})
+    _write_encoding: str | None = None
+    _jpeg_quality: int = 95
 
     # ------------------------------------------------------------------ formats
 
