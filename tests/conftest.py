@@ -9,8 +9,19 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(os.environ.get("IMGSTORE_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-                               / "upstream-0.4.0"))
+HERE = Path(__file__).resolve().parent
+#: the workplace's shared copy (canonical) and the copy vendored in tests/data for clean checkouts
+SHARED_FIXTURES = HERE.parents[1] / "shared" / "fixtures" / "upstream-0.4.0"
+VENDORED_FIXTURES = HERE / "data" / "upstream-0.4.0"
+
+
+def _find_fixtures() -> Path:
+    if os.environ.get("IMGSTORE_FIXTURES"):
+        return Path(os.environ["IMGSTORE_FIXTURES"])
+    return SHARED_FIXTURES if (SHARED_FIXTURES / "manifest.json").exists() else VENDORED_FIXTURES
+
+
+FIXTURES = _find_fixtures()
 
 
 def pytest_addoption(parser):

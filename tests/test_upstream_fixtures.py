@@ -157,3 +157,24 @@ def test_fixture_copy_appendable(fixture_copy):
     with imgstore.new_for_filename(path) as s:
         assert s.frame_count == 26 and s.chunks == [0, 1, 2, 3]
         np.testing.assert_array_equal(s.get_image(1000)[0], first)
+
+
+def test_vendored_fixtures_match_shared():
+    """tests/data holds a copy of the shared fixtures for clean checkouts: it must not drift."""
+    import hashlib
+
+    from .conftest import SHARED_FIXTURES, VENDORED_FIXTURES
+
+    if not (SHARED_FIXTURES / "manifest.json").exists():
+        pytest.skip("no shared fixtures on this machine")
+
+    def digest(root):
+        out = {}
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                p = os.path.join(dirpath, f)
+                with open(p, "rb") as fh:
+                    out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
+        return out
+
+    assert digest(VENDORED_FIXTURES) == digest(SHARED_FIXTURES)
