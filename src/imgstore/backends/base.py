@@ -245,8 +245,12 @@ class ImgStore:
         return self._build_index()
 
     def _build_index(self) -> FrameIndex:
+        from .._lock import is_locked
+
         tables = []
         self.damaged_chunks = {}
+        # a live writer's open chunk has only a journal: expected, so not worth a warning
+        self._writer_alive = self._mode == "r" and is_locked(self._basedir)
         for chunk_n, table in self._iter_chunk_tables():
             tables.append((chunk_n, table["frame_number"], table["frame_time"]))
         return FrameIndex.from_chunks(tables)
@@ -276,7 +280,7 @@ class ImgStore:
         journal = base + ondisk.JOURNAL_SUFFIX
         if os.path.exists(journal):
             table = self._recover_chunk(chunk_n, ondisk.read_journal(journal))
-            if not self._is_own_live_chunk(chunk_n):
+            if not self._is_own_live_chunk(chunk_n) and not getattr(self, "_writer_alive", False):
                 warnings.warn(
                     f"{self._basedir}: chunk {chunk_n} has no index (writer killed or still running); "
                     f"{len(table['frame_number'])} frames recovered from its journal",
@@ -863,6 +867,33 @@ class ImgStore:
         if frames:
             return pd.concat(frames, axis=0, ignore_index=True)
         return None
+
+    # ================================================================== live reading
+
+    def refresh(self) -> int:
+        """Pick up frames a live writer added since this store was opened.
+
+        Returns
+        -------
+        int
+            The number of frames added. Frames of the chunk being written are included as
+            soon as they are complete on disk (never half a frame).
+        """
+        self._require_mode("r", "refresh")
+        before = len(self._index)
+        # decoders opened on a growing chunk only know the frames present when they opened
+        self._close_readers()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ImgStoreWarning)  # a live chunk is expected to lack an index
+            self._index = self._load_index()
+        return len(self._index) - before
+
+    @property
+    def is_live(self) -> bool:
+        """True while a writer process holds the store's lock."""
+        from .._lock import is_locked
+
+        return is_locked(self._basedir)
 
     # ================================================================== scale-out
 
