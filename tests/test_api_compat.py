@@ -171,3 +171,19 @@ def test_reindex(tmp_path):
         with pytest.raises(ValueError, match="2 frame_number=0"):
             s.reindex()
         assert s.get_frame_metadata()["frame_number"] == [0, 1, 0]
+
+
+def test_created_can_be_given(tmp_path):
+    import datetime
+    from zoneinfo import ZoneInfo
+
+    when = datetime.datetime(2023, 5, 6, 7, 8, 9, tzinfo=ZoneInfo("Europe/Vienna"))
+    path = str(tmp_path / "s")
+    with imgstore.new_for_format("npy", basedir=path, imgshape=(4, 4), created_utc=when,
+                                 timezone_local="Europe/Vienna") as s:
+        s.add_image(np.zeros((4, 4), np.uint8), 0, 0.0)
+    with imgstore.new_for_filename(path) as s:
+        created, tz = s.created
+        assert created == when and str(tz) == "Europe/Vienna"
+    with pytest.raises(errors.MetadataError, match="'yesterday'"):
+        imgstore.new_for_format("npy", basedir=str(tmp_path / "t"), imgshape=(4, 4), created_utc="yesterday")

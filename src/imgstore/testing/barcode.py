@@ -28,17 +28,19 @@ def make_frame(frame_number: int, height: int = 480, width: int = 640, color: bo
     for i in range(bits):
         if (int(frame_number) >> (bits - 1 - i)) & 1:
             img[:top, edges[i]:edges[i + 1]] = 1.0
-    yy, xx = np.mgrid[0:height - top, 0:width]
+    # separable texture: computed per row and per column, then broadcast (fast for big frames)
+    xx = np.arange(width)[None, :]
+    yy = np.arange(height - top)[:, None]
     phase = 0.35 * frame_number
-    texture = 0.5 + 0.25 * np.sin(xx / 7.0 + phase) + 0.25 * np.cos(yy / 5.0 - 0.6 * phase)
-    img[top:] = texture
+    img[top:] = 0.5 + 0.25 * np.sin(xx / 7.0 + phase) + 0.25 * np.cos(yy / 5.0 - 0.6 * phase)
     if dtype.kind == "f":
         out = img.astype(dtype)
     else:
         out = np.round(img * np.iinfo(dtype).max).astype(dtype)
         if dtype.itemsize > 1:
             # low bits that an 8-bit round trip would lose
-            out[top:] ^= np.asarray((xx + int(frame_number)) % 251, dtype=dtype)
+            out[top:] ^= np.broadcast_to(np.asarray((xx + int(frame_number)) % 251, dtype=dtype),
+                                         out[top:].shape)
     if color:
         c = np.stack([out, np.roll(out, 3, axis=1), np.roll(out, 7, axis=0)], axis=-1)
         c[:top] = out[:top, :, None]

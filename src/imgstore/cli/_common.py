@@ -1,0 +1,306 @@
+"""Helpers shared by the command-line tools: argument parsing, error reporting, formats, times."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import numpy as np
+
+from ..errors import ImgStoreError
+
+__all__ = [
+    "CLIError",
+    "ArgumentParser",
+    "run_command",
+    "available_formats",
+    "is_video_format",
+    "default_format",
+    "check_format",
+    "parse_size",
+    "parse_metadata",
+    "parse_time",
+    "format_local",
+    "format_duration",
+    "positive_int",
+    "positive_float",
+    "to_json",
+    "to_uint8",
+]
+
+#: set to 1 to get a traceback instead of the one-line error (for bug reports)
+DEBUG_ENV = "IMGSTORE_DEBUG"
+
+
+class CLIError(Exception):
+    """A problem with what the user asked for; reported as one line and exit status 1."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line on stderr (exit status 2).
+
+    argparse's default prints the whole usage block first, which buries the actual
+    problem on small terminals; ``--help`` still prints the usage.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line describing ``exc`` for a user (no errno noise, no traceback)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        msg = exc.strerror
+        if exc.filename is not None and os.fspath(exc.filename) not in msg:
+            msg += f": {os.fspath(exc.filename)}"
+    else:
+        msg = str(exc) or type(exc).__name__
+        if isinstance(exc, ImportError) and not isinstance(exc, ImgStoreError):
+            msg = f"a required module could not be imported: {msg}"
+    return " ".join(msg.split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, prog: str) -> None:
+    # library warnings (a cropped frame size, a recovered chunk) as one readable line
+    print(f"{prog}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def run_command(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
+                argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and call ``run(args)``, turning expected failures into one-line errors.
+
+    Parameters
+    ----------
+    prog
+        Name used in messages (``imgstore-info`` or ``imgstore info``).
+    parser
+        The command's parser.
+    run
+        The command body; returns the exit status.
+    argv
+        Arguments without the program name (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 success, 1 a reported error, 2 bad arguments, 130 interrupted.
+    """
+    parser.prog = prog
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = lambda *a, **k: _show_warning(*a, **k, prog=prog)
+        try:
+            return int(run(args) or 0)
+        except (CLIError, ImgStoreError, OSError, ImportError) as exc:
+            if debug:
+                raise
+            print(f"{prog}: error: {describe_error(exc)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+
+
+# ---------------------------------------------------------------------- formats
+
+def directory_formats() -> list[str]:
+    """Formats of directory stores (always available: numpy and OpenCV)."""
+    from ..backends.directory import DirectoryImgStore
+
+    return DirectoryImgStore.supported_formats()
+
+
+def available_formats() -> tuple[list[str], str | None]:
+    """``(formats this installation writes, why video formats are missing or None)``.
+
+    :func:`imgstore.get_supported_formats` raises ImportError when the video layer
+    (PyAV) cannot be loaded; the directory formats still work then, so the tools go on
+    with those and say why video is missing.
+    """
+    import imgstore
+
+    try:
+        return list(imgstore.get_supported_formats()), None
+    except ImportError as exc:
+        return directory_formats(), f"video formats unavailable: {describe_error(exc)}"
+
+
+def is_video_format(fmt: str) -> bool:
+    """True for formats stored as video files (everything but the directory formats)."""
+    return fmt not in directory_formats()
+
+
+def default_format() -> str:
+    """H.264 in Matroska when this installation has it, else numpy files."""
+    formats, _ = available_formats()
+    return "h264/mkv" if "h264/mkv" in formats else "npy"
+
+
+def check_format(fmt: str) -> None:
+    """Raise :class:`CLIError` unless ``fmt`` can be written here."""
+    formats, why = available_formats()
+    if fmt not in formats:
+        hint = f" ({why})" if why and is_video_format(fmt) else ""
+        raise CLIError(f"format {fmt!r} is not supported here{hint}; choose from {', '.join(formats)}")
+
+
+# ---------------------------------------------------------------------- argument values
+
+def parse_size(text: str) -> tuple[int, int]:
+    """argparse type: ``WIDTHxHEIGHT`` -> ``(width, height)``."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 640x480") from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive")
+    return width, height
+
+
+def parse_metadata(items: Sequence[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> a dict; VALUE is read as JSON when it is valid JSON, else kept as text.
+
+    So ``temperature=21.5`` gives a number, ``genotype=wt`` the string ``'wt'`` and
+    ``tags=["a","b"]`` a list.
+    """
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise CLIError(f"--metadata {item!r} must be KEY=VALUE")
+        if key.startswith("__"):
+            raise CLIError(f"--metadata key {key!r} is reserved (keys starting with '__' belong to the store)")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def parse_time(text: str, tz: datetime.tzinfo | None) -> float:
+    """A time given by a user -> seconds since the epoch.
+
+    Accepts seconds since the epoch (``1700000000.5``) or an ISO 8601 date-time
+    (``2024-05-01T12:00:00``, ``2024-05-01 12:00:00.250+02:00``); a date-time without
+    an offset is taken in ``tz`` (the machine's zone when None).
+    """
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value):
+            raise CLIError(f"time {text!r} is not finite")
+        return value
+    try:
+        dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise CLIError(f"{text!r} is neither seconds since the epoch nor an ISO date-time "
+                       f"like 2024-05-01T12:00:00") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz) if tz is not None else dt.astimezone()
+    return dt.timestamp()
+
+
+# ---------------------------------------------------------------------- output
+
+def format_local(frame_time: float, tz: datetime.tzinfo | None, seconds_decimals: int = 3) -> str:
+    """``2024-05-01 12:00:00.000 CEST``: a frame_time as local time in the store's zone."""
+    if frame_time is None or not math.isfinite(frame_time):
+        return "-"
+    dt = datetime.datetime.fromtimestamp(float(frame_time), tz=tz or datetime.timezone.utc)
+    text = dt.strftime("%Y-%m-%d %H:%M:%S")
+    if seconds_decimals > 0:
+        text += f".{dt.microsecond:06d}"[:seconds_decimals + 1]
+    return f"{text} {dt.tzname() or ''}".rstrip()
+
+
+def format_duration(seconds: float) -> str:
+    """``3723.5`` -> ``1:02:03.500``."""
+    if not math.isfinite(seconds):
+        return "-"
+    whole = int(seconds)
+    frac = seconds - whole
+    h, rem = divmod(whole, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s + frac:06.3f}"
+
+
+def _json_default(obj: Any) -> Any:
+    from ..ondisk import JsonCustomEncoder
+
+    try:
+        return JsonCustomEncoder().default(obj)
+    except TypeError:
+        return str(obj)
+
+
+def _finite(obj: Any) -> Any:
+    # JSON has no NaN/inf: machines reading --json get null instead
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON (NaN -> null; numpy values, dates and sets converted)."""
+    plain = json.loads(json.dumps(obj, default=_json_default, allow_nan=True))
+    return json.dumps(_finite(plain), indent=indent, allow_nan=False)
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """An image as uint8 for display or ordinary video: 16-bit keeps its high byte, float 0..1 is scaled."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype.kind == "u" or img.dtype.kind == "i":
+        bits = img.dtype.itemsize * 8
+        shifted = np.right_shift(np.clip(img, 0, None).astype(np.uint64), bits - 8) if bits > 8 else img
+        return shifted.astype(np.uint8)
+    arr = np.nan_to_num(img.astype(np.float64))
+    scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
+    return np.clip(arr * scale, 0, 255).round().astype(np.uint8)

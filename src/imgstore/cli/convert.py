@@ -1,0 +1,371 @@
+"""``imgstore-convert SRC DEST --format FMT``: copy a store into another format, or export a video.
+
+The new store keeps every frame's frame_number and frame_time, the user metadata, the
+extra data (each record re-added after its frame, with its own columns) and the
+recording's creation time and time zone; it gets a new uuid. ``--to-video`` writes one
+ordinary H.264 video (for sharing or editing) plus a CSV mapping its frames back to the
+store: ``frame_index,frame_number,frame_time``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import math
+import os
+import sys
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ._common import (
+    ArgumentParser,
+    CLIError,
+    check_format,
+    is_video_format,
+    positive_float,
+    positive_int,
+    run_command,
+    to_uint8,
+)
+
+__all__ = ["main", "extra_records", "convert_store", "VideoExporter"]
+
+PROG = "imgstore-convert"
+#: x264 constant rate factor of --to-video when --quality is not given (visually lossless)
+DEFAULT_VIDEO_CRF = 18
+
+EPILOG = """\
+examples:
+  imgstore-convert /data/motif_run /data/run_ffv1 --format ffv1/mkv      lossless archive copy
+  imgstore-convert /data/pngs /data/pngs_h264 --format h264/mkv --quality 20
+  imgstore-convert /data/run1 --to-video run1.mp4       run1.mp4 + run1.csv (frame_index,frame_number,frame_time)
+
+Frame numbers, frame times, user metadata, extra data, the creation time and the time
+zone are kept; the new store gets its own uuid.
+"""
+
+_RESERVED = ("frame_number", "frame_time", "frame_index")
+
+
+# ---------------------------------------------------------------------- extra data
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def extra_records(store) -> list[dict[str, Any]]:
+    """Every extra-data record of ``store``, each with only its own keys.
+
+    Records of imgstore's own files (``.extra.json``) are read as written, so a record
+    keeps exactly the keys it was given. Other files (Motif ``.extra_data.*``) are read
+    through :meth:`~imgstore.ImgStore.get_extra_data`; a key whose value is missing
+    (NaN, None) in a row is then dropped from that record.
+    """
+    from .. import ondisk
+
+    paths = store.find_extra_data_files()
+    if not paths:
+        return []
+    if all(p.endswith((ondisk.EXTRA_JSON_SUFFIX, ondisk.EXTRA_JOURNAL_SUFFIX)) for p in paths):
+        records: list[dict[str, Any]] = []
+        for path in paths:
+            records.extend(ondisk.read_extra_json(path))
+        return records
+    df = store.get_extra_data()
+    if df is None:
+        return []
+    return [{k: v for k, v in row.items() if not _is_missing(v)} for row in df.to_dict("records")]
+
+
+def _records_by_index(store, records: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """Group records by the frame_index they belong to (-1: before the first frame)."""
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        idx = rec.get("frame_index")
+        if _is_missing(idx):
+            # files without frame_index (some Motif files): place by frame_number, else by time
+            fn, ft = rec.get("frame_number"), rec.get("frame_time")
+            if not _is_missing(fn):
+                idx = store.frame_index_of(int(fn), exact=False)
+            elif not _is_missing(ft):
+                idx = store.frame_index_at_time(float(ft))
+            else:
+                idx = -1
+        out[int(idx)].append(rec)
+    return out
+
+
+# ---------------------------------------------------------------------- ordinary video
+
+class VideoExporter:
+    """Writes frames into one ordinary H.264 video (yuv420p, constant frame rate) with PyAV.
+
+    Odd frame sizes are padded with black by one row/column (yuv420p needs even sizes);
+    16-bit and float frames are reduced to 8 bits.
+
+    Parameters
+    ----------
+    path
+        The video file (``.mp4``, ``.mkv``, ``.mov``...).
+    width, height
+        Frame size.
+    fps
+        Frame rate of the video.
+    crf
+        x264 constant rate factor (0 lossless... 51 worst; 18 looks lossless).
+    """
+
+    def __init__(self, path: str, width: int, height: int, fps: float, crf: int = DEFAULT_VIDEO_CRF) -> None:
+        import av
+
+        self._av = av
+        self.path = path
+        self.width, self.height = width + width % 2, height + height % 2
+        rate = Fraction(fps).limit_denominator(1001)
+        try:
+            self._container = av.open(path, "w")
+        except av.error.FFmpegError as exc:
+            raise CLIError(f"cannot create video file {path!r}: {exc}") from None
+        try:
+            self._stream = self._container.add_stream("libx264", rate=rate)
+        except Exception as exc:
+            self._container.close()
+            raise CLIError(f"this PyAV has no H.264 encoder (libx264): {exc}") from None
+        self._stream.width, self._stream.height = self.width, self.height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(int(crf)), "preset": "medium"}
+        self._stream.codec_context.time_base = Fraction(1) / rate
+        self._n = 0
+
+    def write(self, img: np.ndarray) -> None:
+        """Append one frame (grey or BGR, any dtype)."""
+        img = to_uint8(img)
+        h, w = img.shape[:2]
+        if (h, w) != (self.height, self.width):
+            pad = [(0, self.height - h), (0, self.width - w)] + ([(0, 0)] if img.ndim == 3 else [])
+            img = np.pad(img, pad)
+        fmt = "bgr24" if img.ndim == 3 else "gray"
+        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
+        frame.pts = self._n
+        self._n += 1
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file."""
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+
+
+def _estimated_fps(store) -> float | None:
+    """Frame rate from the median frame interval (robust to pauses)."""
+    ft = np.asarray(store.frame_times, dtype=np.float64)
+    if len(ft) < 2:
+        return None
+    median = float(np.median(np.diff(ft)))
+    return 1.0 / median if median > 0 else None
+
+
+def _source_fps(store, requested: float | None) -> float | None:
+    if requested:
+        return requested
+    options = store.metadata.get("video_options") or {}
+    if isinstance(options, dict) and options.get("fps"):
+        return float(options["fps"])
+    return _estimated_fps(store)
+
+
+def _copy_recording_time(src, dest_path: str) -> None:
+    """Give the new store the source's creation time and time zone.
+
+    ``new_for_format`` stamps a new store with now and this machine's zone; a converted
+    recording is still the same recording, and its local times must not move.
+    """
+    from .. import ondisk
+
+    created_utc, tz = src.created
+    md_path = os.path.join(dest_path, ondisk.STORE_MD_FILENAME)
+    smd, user = ondisk.read_metadata(md_path)
+    smd.created_utc = created_utc.astimezone(datetime.timezone.utc).replace(tzinfo=None).isoformat()
+    key = getattr(tz, "key", None)
+    if key:
+        smd.timezone_local = key
+    ondisk.write_metadata(md_path, smd, user)
+
+
+# ---------------------------------------------------------------------- conversion
+
+def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | None = None,
+                  quality: int | None = None, fps: float | None = None, overwrite: bool = False,
+                  to_video: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Copy the frames of ``src`` into a new store and/or an ordinary video, in one pass.
+
+    Parameters
+    ----------
+    src
+        A store opened for reading.
+    dest, fmt
+        The new store's folder and format (None: no store).
+    chunksize, quality, fps
+        Options of the new store (fps and quality also apply to ``to_video``).
+    overwrite
+        Replace an existing store at ``dest``.
+    to_video
+        Also write an H.264 video here, and ``<name>.csv`` beside it.
+    progress
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        ``frames`` written, ``extra_records`` re-added, ``mismatched_extra`` (records whose
+        own frame_number/frame_time differ from their frame's; the store sets those) and
+        ``csv`` (path or None).
+    """
+    import imgstore
+    from tqdm import tqdm
+
+    n = len(src)
+    shape = tuple(src.image_shape)
+    store = None
+    exporter = None
+    by_index: dict[int, list[dict[str, Any]]] = {}
+    result: dict[str, Any] = {"frames": 0, "extra_records": 0, "mismatched_extra": 0, "csv": None}
+    fps_value = _source_fps(src, fps)
+    if dest is not None:
+        assert fmt is not None
+        options: dict[str, Any] = {}
+        if is_video_format(fmt) and fps_value:
+            options["fps"] = fps_value
+        if quality is not None:
+            options["quality"] = quality
+        if chunksize is None and is_video_format(fmt) == is_video_format(src.format):
+            chunksize = src.chunksize  # same kind of backend: keep the chunking
+        if chunksize is not None:
+            options["chunksize"] = chunksize
+        by_index = _records_by_index(src, extra_records(src))
+        store = imgstore.new_for_format(fmt, basedir=dest, imgshape=shape, imgdtype=src.image_dtype,
+                                        metadata=dict(src.user_metadata), overwrite=overwrite, **options)
+    csv_file = None
+    try:
+        if to_video is not None:
+            exporter = VideoExporter(to_video, width=shape[1], height=shape[0], fps=fps_value or 25.0,
+                                     crf=DEFAULT_VIDEO_CRF if quality is None else quality)
+            result["csv"] = os.path.splitext(to_video)[0] + ".csv"
+            csv_file = open(result["csv"], "w", newline="")
+            writer = csv.writer(csv_file)
+            writer.writerow(["frame_index", "frame_number", "frame_time"])
+
+        def _add_extra(index: int) -> None:
+            for rec in by_index.get(index, ()):
+                store.add_extra_data(**{k: v for k, v in rec.items() if k not in _RESERVED})
+                result["extra_records"] += 1
+                own_fn, own_ft = rec.get("frame_number"), rec.get("frame_time")
+                if index >= 0 and ((not _is_missing(own_fn) and own_fn != store.frame_number)
+                                   or (not _is_missing(own_ft) and abs(own_ft - store.frame_time) > 1e-3)):
+                    result["mismatched_extra"] += 1
+
+        if store is not None:
+            _add_extra(-1)  # records added before the first frame
+        targets = " and ".join(x for x in (dest, to_video) if x)
+        with tqdm(total=n, unit=" frames", desc=f"converting to {targets}", file=sys.stderr,
+                  dynamic_ncols=True, mininterval=0.25, disable=not progress) as bar:
+            for index, (img, frame_number, frame_time) in enumerate(src.iter_frames()):
+                if store is not None:
+                    store.add_image(img, frame_number, frame_time)
+                    _add_extra(index)
+                if exporter is not None:
+                    exporter.write(img)
+                    writer.writerow([index, frame_number, repr(float(frame_time))])
+                result["frames"] += 1
+                bar.update(1)
+        if store is not None:
+            # records pointing past the last frame (should not happen) are not lost
+            for index in sorted(i for i in by_index if i >= n):
+                _add_extra(index)
+    finally:
+        if store is not None:
+            store.close()
+        if exporter is not None:
+            exporter.close()
+        if csv_file is not None:
+            csv_file.close()
+    if dest is not None:
+        _copy_recording_time(src, dest)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser."""
+    p = ArgumentParser(prog=PROG, description="Convert a store to another format (keeping frame numbers, "
+                                              "times, metadata and extra data), and/or export it as one "
+                                              "ordinary H.264 video with a CSV of frame numbers and times.",
+                       epilog=EPILOG)
+    p.add_argument("src", help="the store to convert")
+    p.add_argument("dest", nargs="?", help="folder of the new store (needs --format)")
+    p.add_argument("--format", metavar="FMT", help="format of the new store, e.g. ffv1/mkv, h264/mkv, png, npy")
+    p.add_argument("--chunksize", type=positive_int, metavar="N",
+                   help="frames per chunk (default: the source's when both are video or both directory "
+                        "stores, else the format's default)")
+    p.add_argument("--quality", type=int, help="encoder quality (H.264: crf, lower is better; jpg: 0-100)")
+    p.add_argument("--fps", type=positive_float, help="frame rate of video output (default: the source's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store at DEST")
+    p.add_argument("--to-video", metavar="FILE.mp4",
+                   help="also (or only) export an ordinary H.264 video, plus FILE.csv beside it")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Body of the command."""
+    import imgstore
+
+    if args.dest is None and args.to_video is None:
+        raise CLIError("give DEST (with --format) or --to-video FILE.mp4")
+    if args.dest is not None:
+        if args.format is None:
+            raise CLIError("--format is required to write a store (e.g. --format ffv1/mkv)")
+        check_format(args.format)
+        if os.path.abspath(args.dest) == os.path.abspath(args.src):
+            raise CLIError("DEST must differ from SRC")
+    elif args.format is not None:
+        raise CLIError("--format applies to a DEST store; none was given")
+    if args.to_video is not None:
+        if os.path.splitext(args.to_video)[1].lower() == ".csv" or not os.path.splitext(args.to_video)[1]:
+            raise CLIError(f"--to-video {args.to_video!r}: give a video file name such as run.mp4")
+        if os.path.exists(args.to_video) and not args.overwrite:
+            raise CLIError(f"{args.to_video} exists (use --overwrite to replace it)")
+    with imgstore.new_for_filename(args.src) as src:
+        if len(src) == 0:
+            raise CLIError(f"{args.src} has no frames")
+        result = convert_store(src, args.dest, args.format, chunksize=args.chunksize, quality=args.quality,
+                               fps=args.fps, overwrite=args.overwrite, to_video=args.to_video)
+    if args.dest is not None:
+        extra = f", {result['extra_records']} extra-data records" if result["extra_records"] else ""
+        print(f"wrote {result['frames']} frames{extra} to {args.dest} ({args.format})")
+        if result["mismatched_extra"]:
+            warnings.warn(f"{result['mismatched_extra']} extra-data records had a frame_number/frame_time "
+                          f"of their own; they now carry those of the frame they follow", stacklevel=1)
+    if args.to_video is not None:
+        print(f"wrote {result['frames']} frames to {args.to_video} and their numbers and times to {result['csv']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Run ``imgstore-convert``; returns the exit status."""
+    return run_command(prog, build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,336 @@
+"""``imgstore-info STORE``: what is in a store, and which frames were dropped.
+
+Dropped frames show up two ways: gaps in the camera's ``frame_number`` (the camera
+counted frames that never reached the store) and pauses in ``frame_time`` (intervals
+far longer than the typical one: the camera or the writer stalled).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._common import ArgumentParser, CLIError, format_duration, format_local, run_command, to_json
+
+__all__ = ["main", "summarize", "format_summary", "frame_number_gaps", "long_intervals", "plot_intervals"]
+
+PROG = "imgstore-info"
+#: an interval longer than this many median intervals counts as a pause
+LONG_INTERVAL_FACTOR = 1.5
+#: how many of the largest gaps/pauses are listed
+TOP = 5
+
+EPILOG = """\
+examples:
+  imgstore-info /data/mouse1                     human summary
+  imgstore-info /data/mouse1 --json | jq .dropped
+  imgstore-info /data/mouse1 --plot intervals.png   frame interval over time, drops marked
+"""
+
+
+def frame_number_gaps(frame_numbers: np.ndarray, frame_times: np.ndarray | None = None, tz: Any = None,
+                      top: int = TOP) -> dict[str, Any]:
+    """Missing frame numbers: how many, in how many gaps, and the largest gaps.
+
+    Gaps are found between consecutive *distinct* frame numbers in numerical order, so
+    a store written out of order is not reported as dropping frames it has.
+
+    Parameters
+    ----------
+    frame_numbers
+        frame_number of every frame in store order.
+    frame_times
+        frame_time of every frame in store order (to say when a gap happened).
+    tz
+        Time zone for the ``at`` strings.
+    top
+        How many of the largest gaps to list.
+
+    Returns
+    -------
+    dict
+        ``missing`` (frame numbers never stored), ``gaps`` (runs of missing numbers),
+        ``out_of_order`` (steps where the number went down), ``repeated`` (frames whose
+        number was already stored) and ``largest``: the ``top`` largest gaps, each
+        ``{after, before, missing, frame_index, at}`` (``frame_index``/``at``: the frame after
+        the gap).
+    """
+    fn = np.asarray(frame_numbers, dtype=np.int64)
+    out: dict[str, Any] = {"missing": 0, "gaps": 0, "out_of_order": 0, "repeated": 0, "largest": []}
+    if len(fn) < 2:
+        return out
+    steps = np.diff(fn)
+    out["out_of_order"] = int((steps < 0).sum())
+    uniq, first_index = np.unique(fn, return_index=True)
+    out["repeated"] = int(len(fn) - len(uniq))
+    jumps = np.diff(uniq)
+    where = np.flatnonzero(jumps > 1)
+    missing = jumps[where] - 1
+    out["missing"] = int(missing.sum())
+    out["gaps"] = int(len(where))
+    order = np.argsort(-missing, kind="stable")[:top]
+    for k in order:
+        i = int(where[k])
+        frame_index = int(first_index[i + 1])
+        gap = {"after": int(uniq[i]), "before": int(uniq[i + 1]), "missing": int(missing[k]),
+               "frame_index": frame_index}
+        if frame_times is not None:
+            gap["at"] = format_local(float(frame_times[frame_index]), tz)
+        out["largest"].append(gap)
+    return out
+
+
+def long_intervals(frame_times: np.ndarray, frame_numbers: np.ndarray | None = None, tz: Any = None,
+                   factor: float = LONG_INTERVAL_FACTOR, top: int = TOP) -> dict[str, Any]:
+    """Intervals between consecutive frames (store order) longer than ``factor`` x the median.
+
+    Returns
+    -------
+    dict
+        ``median_s``, ``threshold_s``, ``factor``, ``count``, ``backwards`` (intervals
+        where time went back), ``largest``: the ``top`` longest intervals, each
+        ``{frame_index, frame_number, interval_s, ratio, at}`` for the frame that ended it.
+    """
+    ft = np.asarray(frame_times, dtype=np.float64)
+    out: dict[str, Any] = {"median_s": None, "threshold_s": None, "factor": factor, "count": 0,
+                           "backwards": 0, "largest": []}
+    if len(ft) < 2:
+        return out
+    dt = np.diff(ft)
+    out["backwards"] = int((dt < 0).sum())
+    median = float(np.median(dt))
+    out["median_s"] = median
+    if not median > 0:
+        return out
+    threshold = factor * median
+    out["threshold_s"] = threshold
+    where = np.flatnonzero(dt > threshold)
+    out["count"] = int(len(where))
+    for k in np.argsort(-dt[where], kind="stable")[:top]:
+        i = int(where[k]) + 1
+        item = {"frame_index": i, "interval_s": float(dt[i - 1]), "ratio": float(dt[i - 1] / median),
+                "at": format_local(float(ft[i]), tz)}
+        if frame_numbers is not None:
+            item["frame_number"] = int(frame_numbers[i])
+        out["largest"].append(item)
+    return out
+
+
+def _lossless(store) -> bool | None:
+    try:
+        return bool(store.lossless)
+    except Exception:  # e.g. the video layer cannot be loaded: report "unknown" rather than fail
+        return None
+
+
+def summarize(store) -> dict[str, Any]:
+    """Everything ``imgstore-info`` reports about an open (read) store, JSON-serialisable.
+
+    Parameters
+    ----------
+    store
+        A store opened for reading (:func:`imgstore.new_for_filename`).
+    """
+    created_utc, tz = store.created
+    fn = np.asarray(store.frame_numbers)
+    ft = np.asarray(store.frame_times)
+    n = len(fn)
+    duration = float(store.duration) if n else 0.0
+    smd = store.metadata
+    info: dict[str, Any] = {
+        "path": store.filename,
+        "format": store.format,
+        "class": smd.get("class"),
+        "uuid": store.uuid,
+        "lossless": _lossless(store),
+        "encoding": store.encoding,
+        "image_shape": [int(x) for x in store.image_shape],
+        "image_dtype": str(store.image_dtype),
+        "color": len(store.image_shape) == 3 and store.image_shape[2] == 3,
+        "chunksize": int(store.chunksize),
+        "chunks": [int(c) for c in store.chunks],
+        "frame_count": n,
+        "frame_number_min": int(fn.min()) if n else None,
+        "frame_number_max": int(fn.max()) if n else None,
+        "timezone": str(getattr(tz, "key", tz)) if tz is not None else None,
+        "created": created_utc.astimezone(tz).isoformat() if created_utc is not None else None,
+        "frame_time_min": float(ft.min()) if n else None,
+        "frame_time_max": float(ft.max()) if n else None,
+        "start": format_local(float(ft.min()), tz) if n else None,
+        "end": format_local(float(ft.max()), tz) if n else None,
+        "duration_s": duration,
+        "mean_fps": (n - 1) / duration if n > 1 and duration > 0 else None,
+        "dropped": frame_number_gaps(fn, ft, tz),
+        "long_intervals": long_intervals(ft, fn, tz),
+        "damaged_chunks": {str(k): v for k, v in getattr(store, "damaged_chunks", {}).items()},
+        "user_metadata": dict(store.user_metadata),
+        "extra_data": None,
+        "store_metadata": smd,
+    }
+    extra = store.get_extra_data(ignore_corrupt_chunks=True)
+    if extra is not None:
+        info["extra_data"] = {"rows": int(len(extra)), "columns": [str(c) for c in extra.columns]}
+    return info
+
+
+def _shape_text(info: dict[str, Any]) -> str:
+    shape = info["image_shape"]
+    kind = "colour" if info["color"] else ("grey" if len(shape) == 2 else f"{shape[2]} channels")
+    return f"{shape[1]} x {shape[0]} {kind}, {info['image_dtype']}"
+
+
+def format_summary(info: dict[str, Any]) -> str:
+    """The human-readable text of a :func:`summarize` result."""
+    lossless = {True: "lossless", False: "lossy", None: "lossless: unknown"}[info["lossless"]]
+    enc = f", encoding {info['encoding']}" if info["encoding"] else ""
+    n = info["frame_count"]
+    rows = [
+        ("store", info["path"]),
+        ("format", f"{info['format']} ({info['class']}, {lossless}{enc})"),
+        ("image", _shape_text(info)),
+        ("frames", f"{n} in {len(info['chunks'])} chunk{'s' * (len(info['chunks']) != 1)} "
+                   f"of up to {info['chunksize']}"),
+    ]
+    if n:
+        rows += [
+            ("frame_number", f"{info['frame_number_min']} .. {info['frame_number_max']}"),
+            ("start", f"{info['start']}  ({info['timezone']})"),
+            ("end", info["end"]),
+            ("duration", f"{format_duration(info['duration_s'])}  ({info['duration_s']:.3f} s)"),
+        ]
+        li = info["long_intervals"]
+        fps = f"{info['mean_fps']:.3f}" if info["mean_fps"] else "-"
+        median = f"{li['median_s'] * 1000:.2f} ms" if li["median_s"] is not None else "-"
+        rows.append(("mean fps", f"{fps}  (median interval {median})"))
+        d = info["dropped"]
+        text = f"{d['missing']} missing frame number{'s' * (d['missing'] != 1)}"
+        if d["gaps"]:
+            largest = ", ".join(f"{g['missing']} after #{g['after']} at {g['at']}" for g in d["largest"])
+            text += f" in {d['gaps']} gap{'s' * (d['gaps'] != 1)}; largest: {largest}"
+        rows.append(("dropped", text))
+        if li["threshold_s"] is not None:
+            text = (f"{li['count']} interval{'s' * (li['count'] != 1)} > {li['factor']:g} x median "
+                    f"({li['threshold_s'] * 1000:.2f} ms)")
+            if li["count"]:
+                largest = ", ".join(f"{x['interval_s'] * 1000:.1f} ms before #{x['frame_number']} at {x['at']}"
+                                    for x in li["largest"])
+                text += f"; longest: {largest}"
+            rows.append(("pauses", text))
+        notes = []
+        if d["out_of_order"]:
+            notes.append(f"frame_number goes down {d['out_of_order']} time{'s' * (d['out_of_order'] != 1)}")
+        if d["repeated"]:
+            notes.append(f"{d['repeated']} repeated frame number{'s' * (d['repeated'] != 1)}")
+        if li["backwards"]:
+            notes.append(f"frame_time goes back {li['backwards']} time{'s' * (li['backwards'] != 1)}")
+        if notes:
+            rows.append(("order", "; ".join(notes)))
+    if info["damaged_chunks"]:
+        rows.append(("damaged", "; ".join(f"chunk {k}: {v}" for k, v in info["damaged_chunks"].items())))
+    rows.append(("created", f"{info['created']}  uuid {info['uuid']}"))
+    if info["user_metadata"]:
+        rows.append(("metadata", ""))
+        rows += [(f"  {k}", repr(v) if not isinstance(v, str) else v) for k, v in info["user_metadata"].items()]
+    else:
+        rows.append(("metadata", "(none)"))
+    ed = info["extra_data"]
+    rows.append(("extra data", f"{ed['rows']} rows; columns: {', '.join(ed['columns'])}" if ed else "(none)"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}".rstrip() for k, v in rows)
+
+
+def plot_intervals(store, path: str, info: dict[str, Any] | None = None) -> None:
+    """Draw the frame interval over time (PNG or any matplotlib format) and mark the drops.
+
+    Raises
+    ------
+    imgstore.errors.MissingDependencyError
+        matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # headless: never needs a display
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError("--plot needs matplotlib: pip install 'imgstore[plot]'") from None
+    info = info or summarize(store)
+    ft = np.asarray(store.frame_times, dtype=np.float64)
+    fn = np.asarray(store.frame_numbers, dtype=np.int64)
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    try:
+        if len(ft) >= 2:
+            t = ft[1:] - ft[0]
+            dt_ms = np.diff(ft) * 1000.0
+            ax.plot(t, dt_ms, lw=0.8, color="tab:blue", label="frame interval")
+            li = info["long_intervals"]
+            if li["threshold_s"] is not None:
+                ax.axhline(li["median_s"] * 1000, color="grey", ls=":", lw=0.8, label="median")
+                ax.axhline(li["threshold_s"] * 1000, color="tab:red", ls="--", lw=0.8,
+                           label=f"{li['factor']:g} x median")
+                long_ = dt_ms > li["threshold_s"] * 1000
+                if long_.any():
+                    ax.plot(t[long_], dt_ms[long_], "o", ms=4, color="tab:red",
+                            label=f"pauses ({int(long_.sum())})")
+            steps = np.diff(fn)
+            gaps = np.flatnonzero(steps > 1)
+            for k, i in enumerate(gaps):
+                ax.axvline(t[i], color="tab:orange", lw=0.8, alpha=0.7,
+                           label=f"frame_number gaps ({len(gaps)})" if k == 0 else None)
+            ax.legend(loc="upper right", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "fewer than 2 frames", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel(f"seconds since {info['start']}" if info["start"] else "seconds")
+        ax.set_ylabel("interval (ms)")
+        d = info["dropped"]
+        ax.set_title(f"{info['path']}: {info['frame_count']} frames, {d['missing']} missing frame numbers, "
+                     f"{info['long_intervals']['count']} pauses", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser."""
+    p = ArgumentParser(prog=PROG, description="Summarise a store: format, frames, times in the store's "
+                                              "time zone, dropped frames, metadata and extra data.",
+                       epilog=EPILOG)
+    p.add_argument("store", help="the store's folder or its metadata.yaml")
+    p.add_argument("--json", action="store_true", help="print everything as JSON (for scripts)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the frame interval over time, drops marked "
+                                                      "(needs matplotlib)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Body of the command."""
+    import imgstore
+
+    if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf", ".jpg", ".jpeg")):
+        raise CLIError(f"--plot {args.plot!r}: give a file name ending in .png (or .svg, .pdf)")
+    with imgstore.new_for_filename(args.store) as store:
+        info = summarize(store)
+        if args.plot:
+            plot_intervals(store, args.plot, info)
+    if args.json:
+        print(to_json(info))
+    else:
+        print(format_summary(info))
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Run ``imgstore-info``; returns the exit status."""
+    return run_command(prog, build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""imgstore-info: text and JSON summaries, dropped-frame detection, the interval plot."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import imgstore
+from imgstore.cli import info
+from imgstore.testing.barcode import make_frame
+
+T0 = 1_700_000_000.0
+
+
+def write_store(path, numbers, times, fmt="npy", shape=(48, 64), chunksize=10, metadata=None, extra_at=()):
+    """A small barcode store; extra data ``sensor=i`` is added after the frames at positions ``extra_at``."""
+    with imgstore.new_for_format(fmt, basedir=str(path), imgshape=shape, imgdtype="uint8", chunksize=chunksize,
+                                 metadata=metadata or {}) as store:
+        for i, (fn, ft) in enumerate(zip(numbers, times)):
+            store.add_image(make_frame(fn, *shape[:2], color=len(shape) == 3), fn, ft)
+            if i in extra_at:
+                store.add_extra_data(sensor=i, label=f"s{i}")
+    return str(path)
+
+
+@pytest.fixture
+def gappy_store(tmp_path):
+    """frame_number 0-9, 15-19, 21-29 (6 numbers missing in 2 gaps); times follow the camera's
+    numbers at 25 fps, and the writer stalled for 0.5 s before frame 27."""
+    numbers = [*range(0, 10), *range(15, 20), *range(21, 30)]
+    times = [T0 + 0.04 * fn + (0.5 if fn >= 27 else 0.0) for fn in numbers]
+    return write_store(tmp_path / "gappy", numbers, times, metadata={"genotype": "wt", "n": 3}, extra_at=(0, 5))
+
+
+def one_error_line(err: str, prog: str = "imgstore-info") -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{prog}: error: "), lines[0]
+    return lines[0]
+
+
+def test_dropped_frames_json(gappy_store, capsys):
+    assert info.main([gappy_store, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["frame_count"] == 24
+    assert (out["frame_number_min"], out["frame_number_max"]) == (0, 29)
+    d = out["dropped"]
+    assert (d["missing"], d["gaps"], d["out_of_order"], d["repeated"]) == (6, 2, 0, 0)
+    assert d["largest"][0] == {"after": 9, "before": 15, "missing": 5, "frame_index": 10,
+                               "at": d["largest"][0]["at"]}
+    assert d["largest"][1]["after"] == 19 and d["largest"][1]["missing"] == 1
+    li = out["long_intervals"]
+    assert li["median_s"] == pytest.approx(0.04)
+    # the two number gaps (6x and 2x the median) and the stall (0.54 s)
+    assert li["count"] == 3
+    assert [x["frame_number"] for x in li["largest"]] == [27, 15, 21]
+    assert li["largest"][0]["interval_s"] == pytest.approx(0.54)
+    assert out["user_metadata"] == {"genotype": "wt", "n": 3}
+    assert out["extra_data"]["rows"] == 2
+    assert {"sensor", "label", "frame_number"} <= set(out["extra_data"]["columns"])
+    assert out["duration_s"] == pytest.approx(0.04 * 29 + 0.5)
+    assert out["mean_fps"] == pytest.approx(23 / out["duration_s"])
+
+
+def test_dropped_frames_text(gappy_store, capsys):
+    assert info.main([gappy_store]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^dropped\s+6 missing frame numbers in 2 gaps; largest: 5 after #9 at ", out, re.M), out
+    assert re.search(r"^pauses\s+3 intervals > 1.5 x median \(60.00 ms\); longest: 540.0 ms before #27", out, re.M)
+    assert re.search(r"^frame_number\s+0 \.\. 29$", out, re.M)
+    assert re.search(r"^frames\s+24 in 3 chunks of up to 10$", out, re.M)
+    assert re.search(r"^\s+genotype\s+wt$", out, re.M)
+    assert "extra data" in out and "sensor" in out
+
+
+def test_no_drops(tmp_path, capsys):
+    path = write_store(tmp_path / "s", range(5), [T0 + i / 10 for i in range(5)])
+    assert info.main([path, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dropped"]["missing"] == 0 and out["long_intervals"]["count"] == 0
+    assert out["mean_fps"] == pytest.approx(10.0)
+
+
+def test_empty_store(tmp_path, capsys):
+    path = str(tmp_path / "empty")
+    imgstore.new_for_format("npy", basedir=path, imgshape=(8, 8), imgdtype="uint8").close()
+    # an empty store has no chunks at all; it must still be summarised
+    assert info.main([path]) == 0
+    assert re.search(r"^frames\s+0 in 0 chunks", capsys.readouterr().out, re.M)
+
+
+def test_out_of_order_and_repeats():
+    gaps = info.frame_number_gaps(np.array([0, 1, 5, 2, 3, 3, 4, 8]))
+    # numbers 6 and 7 are missing; 2..4 arrived late but are not missing
+    assert (gaps["missing"], gaps["gaps"], gaps["out_of_order"], gaps["repeated"]) == (2, 1, 1, 1)
+    assert gaps["largest"][0]["after"] == 5 and gaps["largest"][0]["before"] == 8
+
+
+def test_fixtures_json(fixtures_dir, manifest, capsys):
+    for entry in manifest["stores"]:
+        if entry.get("crashed") or "frame_numbers" not in entry:
+            continue
+        assert info.main([str(fixtures_dir / entry["name"]), "--json"]) == 0, entry["name"]
+        out = json.loads(capsys.readouterr().out)
+        numbers = entry["frame_numbers"]
+        assert out["format"] == entry["format"]
+        assert out["frame_count"] == len(numbers)
+        assert out["frame_number_min"] == min(numbers) and out["frame_number_max"] == max(numbers)
+        assert out["frame_time_min"] == pytest.approx(min(entry["frame_times"]))
+        assert out["image_shape"] == entry["imgshape"]
+        assert out["chunksize"] == entry["chunksize"]
+        assert out["user_metadata"] == entry["user_metadata"]
+        assert out["dropped"]["missing"] == max(numbers) - min(numbers) + 1 - len(set(numbers))
+        if entry["extra_data"]:
+            assert out["extra_data"]["rows"] == len(entry["extra_data"])
+            assert {"temperature", "note"} <= set(out["extra_data"]["columns"])
+        else:
+            assert out["extra_data"] is None
+
+
+def test_fixture_text(fixture_copy, capsys):
+    path = fixture_copy("npy_grey")
+    assert info.main([path]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^format\s+npy \(DirectoryImgStore, lossless\)$", out, re.M)
+    assert re.search(r"^image\s+160 x 120 grey, uint8$", out, re.M)
+    assert re.search(r"^start\s+2023-11-1\d \d\d:\d\d:20\.000 ", out, re.M)
+
+
+def test_crashed_fixture_reports_damage(fixture_copy, capsys):
+    path = fixture_copy("crashed_npy")
+    assert info.main([path, "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["frame_count"] == 20
+    assert list(out["damaged_chunks"]) == ["2"]
+    # the library's warning comes out as one readable line, not a source-code dump
+    assert "imgstore-info: warning:" in captured.err and "warnings.warn" not in captured.err
+
+
+def test_plot(gappy_store, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    import cv2
+
+    png = tmp_path / "intervals.png"
+    assert info.main([gappy_store, "--plot", str(png)]) == 0
+    assert f"plot written to {png}" in capsys.readouterr().out
+    img = cv2.imread(str(png))
+    assert img is not None and img.shape == (400, 1000, 3)
+    # pauses are drawn as red markers (matplotlib's tab:red, BGR 40,39,214)
+    red = (np.abs(img.astype(int) - (40, 39, 214)).sum(axis=2) < 30).sum()
+    assert red > 20
+
+
+def test_plot_without_matplotlib(gappy_store, tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    assert info.main([gappy_store, "--plot", str(tmp_path / "x.png")]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "pip install 'imgstore[plot]'" in line
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["/no/such/store"], 1, "does not exist"),
+    ([], 2, "required"),
+    (["--bogus", "x"], 2, "unrecognized arguments"),
+])
+def test_bad_arguments(argv, status, message, capsys):
+    assert info.main(argv) == status
+    assert message in one_error_line(capsys.readouterr().err)
+
+
+def test_plot_needs_image_name(gappy_store, capsys):
+    assert info.main([gappy_store, "--plot", "out.txt"]) == 1
+    assert ".png" in one_error_line(capsys.readouterr().err)
