@@ -26,6 +26,7 @@ __all__ = [
     "ModeError",
     "StoreClosedError",
     "MissingDependencyError",
+    "AlignmentError",
 ]
 
 
@@ -98,3 +99,7 @@ class StoreClosedError(ImgStoreError, ValueError):
 
 class MissingDependencyError(ImgStoreError, ImportError):
     """An optional dependency is needed for this operation."""
+
+
+class AlignmentError(ImgStoreError, ValueError):
+    """Stores cannot be aligned as asked (or the aligner is used out of order)."""

@@ -43,6 +43,7 @@ class FrameIndex:
         self._number_sorted: np.ndarray | None = None
         self._time_order: np.ndarray | None = None
         self._time_sorted: np.ndarray | None = None
+        self._stats: dict[str, int | float] = {}
 
     @classmethod
     def from_chunks(cls, chunks: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> FrameIndex:
@@ -72,25 +73,31 @@ class FrameIndex:
         """Chunk numbers that hold frames."""
         return [int(c) for c in self.chunk_numbers]
 
+    def _stat(self, name: str, compute) -> int | float:
+        # computed once: a week-long store has 18 million frames to scan
+        if name not in self._stats:
+            self._stats[name] = compute() if len(self) else float("nan")
+        return self._stats[name]
+
     @property
     def frame_min(self) -> int | float:
         """Smallest frame_number (nan when empty)."""
-        return int(self.frame_number.min()) if len(self) else float("nan")
+        return self._stat("frame_min", lambda: int(self.frame_number.min()))
 
     @property
     def frame_max(self) -> int | float:
         """Largest frame_number (nan when empty)."""
-        return int(self.frame_number.max()) if len(self) else float("nan")
+        return self._stat("frame_max", lambda: int(self.frame_number.max()))
 
     @property
     def frame_time_min(self) -> float:
         """Earliest frame_time (nan when empty)."""
-        return float(np.nanmin(self.frame_time)) if len(self) else float("nan")
+        return self._stat("frame_time_min", lambda: float(np.nanmin(self.frame_time)))
 
     @property
     def frame_time_max(self) -> float:
         """Latest frame_time (nan when empty)."""
-        return float(np.nanmax(self.frame_time)) if len(self) else float("nan")
+        return self._stat("frame_time_max", lambda: float(np.nanmax(self.frame_time)))
 
     def chunk_slice(self, chunk_n: int) -> slice:
         """The frame_index range of chunk ``chunk_n`` (empty slice if it has no frames)."""

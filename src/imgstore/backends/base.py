@@ -242,7 +242,21 @@ class ImgStore:
 
     def _load_index(self) -> FrameIndex:
         """The frame index of a store opened for reading."""
-        return self._build_index()
+        # from the store's index cache where it is still valid (see imgstore.index_cache)
+        from .. import index_cache
+
+        return index_cache.load_index(self)
+
+    def save_index(self, path: str | os.PathLike | None = None) -> str | None:
+        """Write the index cache that makes big stores open instantly; return its path.
+
+        Readers only (a writer saves it when it closes; then this does nothing and returns
+        None). ``path`` defaults to ``.imgstore-index.cache`` in the store, where it is used;
+        see :mod:`imgstore.index_cache`.
+        """
+        from .. import index_cache
+
+        return index_cache.save_index(self, path)
 
     def _build_index(self) -> FrameIndex:
         from .._lock import is_locked
@@ -274,22 +288,42 @@ class ImgStore:
     def _load_chunk_table(self, chunk_n: int, base: str, keys: Sequence[str] = FRAME_MD
                           ) -> dict[str, np.ndarray] | None:
         """The per-frame table of a chunk, from its index or (crashed writer) its journal."""
-        path = ondisk.find_index_file(base)
-        if path is not None:
-            return ondisk.read_chunk_index(path, keys)
         journal = base + ondisk.JOURNAL_SUFFIX
-        if os.path.exists(journal):
-            table = self._recover_chunk(chunk_n, ondisk.read_journal(journal))
+        journal_table = None
+        # a live writer closing this chunk writes its index, then removes the journal: look
+        # again if the journal vanished between the two looks, so the chunk is never missed
+        for _ in range(2):
+            path = ondisk.find_index_file(base)
+            if path is not None:
+                return ondisk.read_chunk_index(path, keys)
+            try:
+                journal_table = ondisk.read_journal(journal)
+                break
+            except FileNotFoundError:
+                continue
+        if journal_table is not None:
+            table = self._recover_chunk(chunk_n, journal_table)
             if not self._is_own_live_chunk(chunk_n) and not getattr(self, "_writer_alive", False):
                 warnings.warn(
                     f"{self._basedir}: chunk {chunk_n} has no index (writer killed or still running); "
                     f"{len(table['frame_number'])} frames recovered from its journal",
                     ImgStoreWarning, stacklevel=6)
             return table
+        if not self._chunk_has_payload(chunk_n):
+            # a writer created the chunk but was killed (or is live) before its first frame:
+            # nothing is lost, so the chunk is neither damaged nor worth a warning
+            return None
         if self._strict:
             raise IndexCorruptError(f"missing index for chunk {chunk_n} ({base}.npz)")
         self._skip_chunk(chunk_n, f"missing index {base}.npz (writer died before closing the chunk)")
         return None
+
+    def _chunk_has_payload(self, chunk_n: int) -> bool:
+        """False if chunk ``chunk_n`` holds no frame data at all (created, then the writer died).
+
+        Only asked for chunks with neither index nor journal; the default assumes frames.
+        """
+        return True
 
     def _is_own_live_chunk(self, chunk_n: int) -> bool:
         return self._mode != "r" and chunk_n == getattr(self, "_chunk_n", None)
@@ -316,8 +350,15 @@ class ImgStore:
         user = {k: v for k, v in (metadata or {}).items() if k != ondisk.STORE_MD_KEY}
         check_encoding(encoding)
 
+        created_utc = options.pop("created_utc", None)
+        timezone_local = options.pop("timezone_local", None)
         smd = self._prepare_write(fmt, shape, dtype, encoding, options)
         smd.chunksize = int(chunksize)
+        if created_utc is not None:
+            # e.g. a converted store keeps the recording's creation time
+            smd.created_utc = _naive_utc_iso(created_utc)
+        if timezone_local is not None:
+            smd.timezone_local = str(timezone_local)
         if options:
             raise TypeError(f"unexpected argument(s) for format {fmt!r}: {sorted(options)}")
         if metadata and isinstance(metadata.get(ondisk.STORE_MD_KEY), Mapping):
@@ -345,6 +386,13 @@ class ImgStore:
             raise StoreExistsError(
                 17, f"a store already exists at '{self._basedir}' (pass overwrite=True to replace it, "
                     f"or mode='a' to append)", self._basedir)
+        leftovers = [] if exists else _chunk_entries(self._basedir)
+        if leftovers and not overwrite:
+            # chunks without metadata.yaml (a damaged store?): new frames would mix with old indexes
+            raise StoreExistsError(
+                17, f"'{self._basedir}' holds chunk files ({', '.join(leftovers[:3])}) but no "
+                    f"{STORE_MD_FILENAME}: pass overwrite=True to delete them", self._basedir)
+        exists = exists or bool(leftovers)
         try:
             os.makedirs(self._basedir, exist_ok=True)
         except OSError as exc:
@@ -361,7 +409,7 @@ class ImgStore:
         self._lock.acquire()
         try:
             self._configure_append(options)
-            index = self._build_index()
+            index = self._load_index()
             if self.damaged_chunks:
                 raise IndexCorruptError(
                     f"cannot append to {self._basedir}: damaged chunks {sorted(self.damaged_chunks)} "
@@ -402,6 +450,7 @@ class ImgStore:
         self._frame_max: int | float = float("nan")
         self._t0 = self._tN = float("nan")
         self._chunks_closed: list[int] = []
+        self._write_failure: str | None = None
         self._open_chunk(first_chunk)
 
     def _write_encoder(self):
@@ -413,11 +462,14 @@ class ImgStore:
     def _open_chunk(self, chunk_n: int) -> None:
         self._chunk_n = chunk_n
         base = self._chunk_base(chunk_n)
+        # the new chunk's empty state comes first: if opening it fails (disk full), close()
+        # must not write the previous chunk's frames as this chunk's index
+        self._chunk_table: dict[str, list] = {name: [] for name, _ in self._journal_dtype_fields()}
+        self._extra_writer = ondisk.ExtraDataWriter(base)
+        self._journal: ondisk.ChunkJournal | None = None
         self._open_write_chunk(chunk_n)
         self._journal = ondisk.ChunkJournal(base + ondisk.JOURNAL_SUFFIX,
                                             ondisk.BASE_JOURNAL_FIELDS + tuple(self.journal_fields))
-        self._extra_writer = ondisk.ExtraDataWriter(base)
-        self._chunk_table: dict[str, list] = {name: [] for name, _ in self._journal_dtype_fields()}
 
     def _journal_dtype_fields(self) -> tuple[tuple[str, str], ...]:
         return ondisk.BASE_JOURNAL_FIELDS + tuple(self.journal_fields)
@@ -426,6 +478,12 @@ class ImgStore:
         """Close the open chunk: payload, index (atomically), extra data, journal."""
         n = len(self._chunk_table["frame_number"])
         base = self._chunk_base(self._chunk_n)
+        if self._journal is None:
+            # the chunk failed to open (write error): no frame or extra data reached it
+            self._close_write_chunk(0)
+            self._remove_chunk_payload(self._chunk_n)
+            self._extra_writer.discard()
+            return
         final_arrays = self._close_write_chunk(n) or {}
         if n == 0 and self._extra_writer.n_records == 0 and last:
             # an empty trailing chunk is dropped rather than left for readers to skip
@@ -452,6 +510,9 @@ class ImgStore:
             ok = False
         if not ok:
             raise InvalidFrameMetadataError(f"frame_number {frame_number!r} is not an integer")
+        if not -(2**63) <= fn < 2**63:
+            # the index stores int64: a wider number would overflow after the frame was written
+            raise InvalidFrameMetadataError(f"frame_number {frame_number!r} does not fit in 64 bits")
         if not ondisk.is_finite_number(frame_time):
             raise InvalidFrameMetadataError(f"frame_time {frame_time!r} is not a finite number")
         return fn, float(frame_time)
@@ -481,9 +542,18 @@ class ImgStore:
         """
         self._require_mode("w", "add_image")
         fn, ft = self._check_frame_metadata(frame_number, frame_time)
-        img = self._check_image(img)
-        extra = self._write_image(self._encode(img), fn, ft) or {}
-        self._journal.append(frame_number=fn, frame_time=ft, **extra)
+        img = self._encode(self._check_image(img))
+        self._check_no_write_failure()
+        try:
+            extra = self._write_image(img, fn, ft) or {}
+            self._journal.append(frame_number=fn, frame_time=ft, **extra)
+        except (InvalidImageError, InvalidFrameMetadataError, UnsupportedFormatError):
+            raise  # rejected before anything was written
+        except BaseException as exc:
+            # the payload may hold this frame while the journal does not: further frames could
+            # be filed under the wrong position, so this writer only closes from now on
+            self._write_failure = f"{type(exc).__name__}: {exc}"
+            raise
         table = self._chunk_table
         table["frame_number"].append(fn)
         table["frame_time"].append(ft)
@@ -498,8 +568,20 @@ class ImgStore:
         self.frame_number, self.frame_time = fn, ft
         self._frame_count += 1
         if len(table["frame_number"]) >= self._smd.chunksize:
-            self._finish_chunk(last=False)
-            self._open_chunk(self._chunk_n + 1)
+            try:
+                self._finish_chunk(last=False)
+                self._open_chunk(self._chunk_n + 1)
+            except BaseException as exc:
+                # this frame is stored (journaled); the chunk change failed half-way
+                self._write_failure = f"{type(exc).__name__}: {exc}"
+                raise
+
+    def _check_no_write_failure(self) -> None:
+        failure = getattr(self, "_write_failure", None)
+        if failure is not None:
+            raise ondisk.StoreWriteError(
+                5, f"store {self._basedir!r} refuses further writes after a failed write ({failure}); the "
+                   f"frames added before it are kept: close() the store, then append with mode='a'")
 
     def add_extra_data(self, **data: Any) -> None:
         """Store extra data (sensor readings...) with the frame added last.
@@ -510,6 +592,7 @@ class ImgStore:
         self._require_mode("w", "add_extra_data")
         if not data:
             return
+        self._check_no_write_failure()
         reserved = {"frame_number", "frame_time", "frame_index"} & set(data)
         if reserved:
             raise ExtraDataError(f"extra data keys {sorted(reserved)} are reserved (set by the store)")
@@ -523,7 +606,8 @@ class ImgStore:
         """Discard every frame written so far; the store stays open for writing."""
         self._require_mode("w", "empty")
         self._close_write_chunk(len(self._chunk_table["frame_number"]))
-        self._journal.close(remove=True)
+        if self._journal is not None:
+            self._journal.close(remove=True)
         self._extra_writer.discard()
         for chunk_n, base in self._list_chunks():
             self._remove_chunk_files(chunk_n, base)
@@ -662,7 +746,9 @@ class ImgStore:
             yield img, fn, ft
 
     def _output_dtype(self) -> np.dtype:
-        return np.dtype(np.uint8) if self._smd.encoding else np.dtype(self._smd.imgdtype)
+        if self._smd.encoding and self._decode is not _NO_DECODE:
+            return np.dtype(np.uint8)
+        return np.dtype(self._smd.imgdtype)
 
     @property
     def frame_numbers(self) -> np.ndarray:
@@ -775,7 +861,7 @@ class ImgStore:
     def image_shape(self) -> tuple[int, ...]:
         """Shape of the images returned (always colour when the store has an encoding)."""
         shape = tuple(self._smd.imgshape)
-        if self._smd.encoding:
+        if self._smd.encoding and self._decode is not _NO_DECODE:
             return shape[0], shape[1], 3
         return shape
 
@@ -959,6 +1045,10 @@ class ImgStore:
 
     def _after_write_closed(self) -> None:
         """Called once a writer has closed its last chunk (before the lock is released)."""
+        # the writer holds the lock, so the index cache it leaves cannot race another writer
+        from .. import index_cache
+
+        index_cache.write_after_close(self)
 
     def _release_lock(self) -> None:
         if self._lock is not None:
@@ -1013,6 +1103,22 @@ class ImgStore:
         return cls._extract_only_frame(os.path.dirname(full_path), chunk_n, frame_n, smd)
 
 
+def _naive_utc_iso(value: datetime.datetime | str) -> str:
+    """``created_utc`` as written: ISO format, UTC, without a zone suffix (as the reference)."""
+    if isinstance(value, str):
+        import dateutil.parser
+
+        try:
+            value = dateutil.parser.parse(value)
+        except (ValueError, OverflowError):
+            raise MetadataError(f"created_utc {value!r} is not a date") from None
+    if not isinstance(value, datetime.datetime):
+        raise MetadataError(f"created_utc {value!r} must be a datetime or an ISO date string")
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return value.isoformat()
+
+
 def _readonly(arr: np.ndarray) -> np.ndarray:
     view = arr.view()
     view.flags.writeable = False
@@ -1031,6 +1137,18 @@ def load_all_index_arrays(path: str) -> dict[str, np.ndarray]:
             except ValueError:
                 continue  # a pickled object: never load it
     return out
+
+
+def _chunk_entries(basedir: str) -> list[str]:
+    """Names in ``basedir`` that look like a store's chunks (``000012``, ``000012.mkv``...), sorted."""
+    import re
+
+    pattern = re.compile(r"[0-9]+(\.(npz|journal|extra\.jsonl?|avi|mp4|mkv|mov))?")
+    try:
+        names = os.listdir(basedir)
+    except OSError:  # missing (a new store) or unreadable (creating it will say why)
+        return []
+    return sorted(n for n in names if pattern.fullmatch(n))
 
 
 def remove_store_files(basedir: str) -> None:
