@@ -41,3 +41,22 @@ class Test_tif_uint16_color(StoreConformance):
 class Test_npy_float32(StoreConformance):
     fmt = "npy"
     dtype = "float32"
+
+
+class Test_h264_mkv_odd_size_color(StoreConformance):
+    """4:2:0 H.264 needs even sizes: the file is padded, nothing is cropped from the frames."""
+
+    fmt = "h264/mkv"
+    color = True
+    shape = (45, 61)
+
+
+class Test_avc1_mp4_odd_size_grey(StoreConformance):
+    fmt = "avc1/mp4"
+    shape = (45, 61)
+
+
+class Test_ffv1_odd_size_color(StoreConformance):
+    fmt = "ffv1/mkv"
+    color = True
+    shape = (45, 61)

@@ -49,7 +49,8 @@ class VideoImgStore(ImgStore):
     @classmethod
     def supported_formats(cls) -> list[str]:
         """Video formats this installation can write and read back."""
-        return list(_pyav().available_video_formats())
+        # the reference lists 'mjpeg/avi' once, not its alias
+        return [f for f in _pyav().available_video_formats() if f not in _FORMAT_ALIASES]
 
     @classmethod
     def supports_format(cls, fmt: str) -> bool:
@@ -73,21 +74,15 @@ class VideoImgStore(ImgStore):
         fps = self._writer_options.get("fps")
         if fps is not None and not (ondisk.is_finite_number(fps) and float(fps) > 0):
             raise InvalidFrameMetadataError(f"fps {fps!r} must be a positive number")
-        height, width = pyav.written_size(fmt, imgshape[0], imgshape[1], color,
-                                          self._writer_options.get("pix_fmt"))
-        store_shape = (height, width, 3) if color else (height, width)
-        smd = StoreMetadata.new(self.class_name, fmt, 1, store_shape, "uint8", encoding, extension=spec.extension)
-        if (height, width) != tuple(imgshape[:2]):
-            # the codec needs even sizes: crop like the reference, but say so in the metadata
-            smd.other["input_imgshape"] = [int(x) for x in imgshape]
-            warnings.warn(f"{fmt} needs even frame sizes: frames of {imgshape[:2]} are cropped to "
-                          f"{(height, width)} (use 'ffv1/mkv' to keep every pixel)", ImgStoreWarning, stacklevel=5)
+        height, width = imgshape[:2]
+        smd = StoreMetadata.new(self.class_name, fmt, 1, imgshape, "uint8", encoding, extension=spec.extension)
+        if pyav.coded_size(fmt, height, width, color, self._writer_options.get("pix_fmt")) != (height, width):
+            # the codec needs even sizes: the file holds a padded picture that readers crop
+            # (the reference instead cropped frames to even sizes and said nothing)
+            smd.other["odd_size_padded"] = True
         if self._writer_options:
             smd.other["video_options"] = {k: v for k, v in self._writer_options.items()}
         return smd
-
-    def _append_input_shape(self) -> tuple[int, ...]:
-        return tuple(self._smd.other.get("input_imgshape", self._smd.imgshape))
 
     def _configure_append(self, options: dict[str, Any]) -> None:
         self._writer_options = dict(self._smd.other.get("video_options") or {})
@@ -105,8 +100,30 @@ class VideoImgStore(ImgStore):
             self._ext = ".avi" if smd.format == "mjpeg" else ".mp4"
         shape = tuple(smd.imgshape)
         self._color = len(shape) == 3 and shape[-1] == 3
+        if (shape[0] % 2 or shape[1] % 2) and not smd.other.get("odd_size_padded") and self._mode == "r":
+            self._check_odd_shape(shape)
         self._readers: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._writer = None
+
+    def _check_odd_shape(self, shape: tuple[int, ...]) -> None:
+        # the reference recorded odd sizes in metadata but wrote frames cut to even: believe the file
+        import av
+
+        chunks = sorted(self._list_chunks())
+        if not chunks:
+            return
+        try:
+            with av.open(self._video_path(chunks[0][0])) as container:
+                stream = container.streams.video[0]
+                size = (stream.codec_context.height, stream.codec_context.width)
+        except Exception:  # an unreadable chunk is reported when it is read
+            return
+        even = (shape[0] & -2, shape[1] & -2)
+        if size == even:
+            warnings.warn(f"{self._basedir}: store records image shape {shape} but its video holds "
+                          f"{even[0]}x{even[1]} frames (written by imgstore 0.4); reading them as such",
+                          ImgStoreWarning, stacklevel=5)
+            self._smd.imgshape = (*even, *shape[2:])
 
     # ------------------------------------------------------------------ layout
 
@@ -135,9 +152,6 @@ class VideoImgStore(ImgStore):
             **self._writer_options)
 
     def _write_image(self, img: np.ndarray, frame_number: int, frame_time: float) -> dict[str, Any]:
-        h, w = self._smd.imgshape[:2]
-        if img.shape[0] != h or img.shape[1] != w:
-            img = img[:h, :w]
         return {"pts": self._writer.write(img, frame_time=frame_time)}
 
     def _close_write_chunk(self, n_frames: int) -> dict[str, np.ndarray] | None:
@@ -157,7 +171,9 @@ class VideoImgStore(ImgStore):
         except Exception as exc:  # a file cut before its header is unreadable
             raise ChunkReadError(f"{self._video_path(chunk_n)}: unreadable after a crash ({exc})") from None
         n = min(len(table["frame_number"]), len(on_disk["pts"]))
-        return {k: v[:n] for k, v in table.items()}
+        # the file's own timestamps: journaled ones may differ by a muxer shift (MP4)
+        return {"frame_number": table["frame_number"][:n], "frame_time": table["frame_time"][:n],
+                "pts": on_disk["pts"][:n], "keyframe": on_disk["keyframe"][:n]}
 
     def insert_chunk(self, video_path: str, frame_numbers: Sequence[int], frame_times: Sequence[float],
                      move: bool = True) -> None:
