@@ -32,7 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCE_REQUIREMENTS = ["imgstore==0.4.0", "opencv-python-headless<4.9", "numpy<2"]
 
 # formats both libraries know; video formats are read by the reference through OpenCV's FFmpeg
-REFERENCE_FORMATS = ["npy", "png", "jpg", "bmp", "tif", "pgm", "ppm", "mjpeg/avi", "h264/mkv", "avc1/mp4"]
+REFERENCE_FORMATS = ["npy", "png", "jpg", "bmp", "tif", "pgm", "ppm", "mjpeg/avi", "h264/mkv", "avc1/mp4",
+                     # new formats: the reference cannot write them but its OpenCV reads them
+                     "ffv1/mkv", "h264-lossless/mkv", "hevc/mp4"]
+#: informational only: the reference never wrote these, so its reading them is a bonus
+NEW_FORMATS = {"ffv1/mkv", "h264-lossless/mkv", "hevc/mp4"}
 
 NUMBERS = [*range(0, 9), *range(30, 20, -1), 41, 41, *range(50, 56)]
 SHAPE = (64, 96)
@@ -157,11 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         print(out.stderr, file=sys.stderr)
         return 2
     failed = 0
+    formats = {c["name"]: c["format"] for c in cases}
     for r in json.loads(out.stdout):
+        new = formats[r["name"]] in NEW_FORMATS
         status = "ok" if not r["problems"] else "FAILED: " + "; ".join(r["problems"])
-        failed += bool(r["problems"])
-        print(f"{r['name']:18s} opens in imgstore 0.4.0: {status}")
-    print(f"{len(cases) - failed}/{len(cases)} stores read back in the reference library")
+        failed += bool(r["problems"]) and not new
+        print(f"{r['name']:24s} opens in imgstore 0.4.0: {status}{' (new format, informational)' if new else ''}")
+    required = sum(formats[n] not in NEW_FORMATS for n in formats)
+    print(f"{required - failed}/{required} stores in the reference's formats read back in the reference library")
     return 1 if failed else 0
 
 
