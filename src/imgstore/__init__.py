@@ -17,6 +17,7 @@ from .backends import DirectoryImgStore, ImgStore, ImgStoreWarning
 from .errors import FrameNotFoundError, ImgStoreError
 from .factory import extract_only_frame, get_supported_formats, new_for_filename, new_for_format, open_store
 from .imageops import FourCC, ensure_color, ensure_grayscale
+from .repair import repair
 
 __version__ = "1.0.0.dev0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "open_store",
     "get_supported_formats",
     "extract_only_frame",
+    "repair",
     "ImgStore",
     "DirectoryImgStore",
     "VideoImgStore",

@@ -71,6 +71,10 @@ def is_locked(basedir: str) -> bool:
     return bool(owner and owner.get("host") == socket.gethostname() and _pid_alive(int(owner.get("pid", -1))))
 
 
+#: how long a writer retries a lock held by someone else before it reports it held (seconds)
+_PROBE_GRACE = 0.2
+
+
 class StoreLock:
     """Exclusive writer lock on a store directory."""
 
@@ -80,26 +84,56 @@ class StoreLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`StoreLockedError` naming the live owner."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreWriteError(exc.errno, f"could not create lock {self.path}: {exc.strerror}") from exc
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                raise StoreLockedError(self._describe_owner()) from None
-        else:
+        fd = self._open_locked() if fcntl is not None else self._open()
+        if fcntl is None:
             owner = read_lock_owner(os.path.dirname(self.path))
             if owner and owner.get("pid") != os.getpid() and owner.get("host") == socket.gethostname() \
                     and _pid_alive(int(owner.get("pid", -1))):
                 os.close(fd)
                 raise StoreLockedError(self._describe_owner())
         info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-        os.ftruncate(fd, 0)
-        os.write(fd, info.encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, info.encode())
+        except OSError as exc:
+            # the lock itself is held; only its owner note is missing. Still give it up: a
+            # store on a full or failing disk is no place to start writing
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(fd)
+            raise StoreWriteError(exc.errno, f"could not write lock {self.path}: {exc.strerror}") from exc
         self._fd = fd
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"could not create lock {self.path}: {exc.strerror}") from exc
+
+    def _open_locked(self) -> int:
+        """Open ``.lock`` and hold an exclusive flock on the file that is at that path now."""
+        deadline = time.monotonic() + _PROBE_GRACE
+        while True:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                # readers probe the lock with a momentary shared flock (is_locked): only a
+                # lock still held after a short grace belongs to a writer
+                if time.monotonic() < deadline:
+                    time.sleep(0.002)
+                    continue
+                raise StoreLockedError(self._describe_owner()) from None
+            # the previous owner unlinks .lock while releasing it: a lock taken on that
+            # unlinked file would not exclude the next writer, so check it is still the path's
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except OSError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)
 
     def _describe_owner(self) -> str:
         owner = read_lock_owner(os.path.dirname(self.path)) or {}

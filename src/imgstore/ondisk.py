@@ -282,6 +282,8 @@ def read_metadata(path: str | os.PathLike) -> tuple[StoreMetadata, dict[str, Any
         raise StoreNotFoundError(2, f"no store metadata at {path}", path) from None
     except IsADirectoryError:
         raise StoreNotFoundError(2, f"{path} is a directory, not a {STORE_MD_FILENAME}", path) from None
+    except OSError as exc:  # permissions, I/O error
+        raise MetadataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         allmd = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -429,8 +431,13 @@ def read_chunk_index(path: str, keys: Sequence[str] = FRAME_MD) -> dict[str, np.
     return out
 
 
-def write_chunk_index(base: str, arrays: Mapping[str, np.ndarray], smd: StoreMetadata | None = None) -> str:
-    """Write ``<base>.npz`` atomically with ``arrays`` plus the store metadata fields."""
+def write_chunk_index(base: str, arrays: Mapping[str, np.ndarray], smd: StoreMetadata | None = None,
+                      fsync: bool = True) -> str:
+    """Write ``<base>.npz`` atomically with ``arrays`` plus the store metadata fields.
+
+    Flushed to stable storage by default: the writer deletes the chunk's journal right after,
+    so after a power loss the index must not be an empty file where the journal was.
+    """
     fields: dict[str, np.ndarray] = smd.to_index_fields() if smd is not None else {}
     fields["frame_number"] = np.asarray(arrays["frame_number"], dtype=np.int64)
     fields["frame_time"] = np.asarray(arrays["frame_time"], dtype=np.float64)
@@ -438,7 +445,7 @@ def write_chunk_index(base: str, arrays: Mapping[str, np.ndarray], smd: StoreMet
         if k not in FRAME_MD:
             fields[k] = np.asarray(v)
     path = base + ".npz"
-    with atomic_write(path) as f:
+    with atomic_write(path, fsync=fsync) as f:
         np.savez(f, **fields)
     return path
 
@@ -467,6 +474,7 @@ class ChunkJournal:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         except OSError as exc:
             raise StoreWriteError(exc.errno, f"could not open journal {path}: {exc.strerror}") from exc
+        self._size = len(header)  # bytes of complete records: a failed append is cut back to it
         self._fsync_interval = fsync_interval
         self._last_sync = time.monotonic()
         self._record = np.zeros(1, dtype=self.dtype)
@@ -479,9 +487,13 @@ class ChunkJournal:
         try:
             written = os.write(self._fd, data)
             if written != len(data):
-                raise OSError(28, "short write")
+                raise OSError(28, "short write (disk full?)")
         except OSError as exc:
+            # a partial record would misalign every record after it: cut the journal back
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
             raise StoreWriteError(exc.errno, f"could not append to journal {self.path}: {exc.strerror}") from exc
+        self._size += len(data)
         if self._fsync_interval is not None:
             now = time.monotonic()
             if now - self._last_sync >= self._fsync_interval:
@@ -518,9 +530,15 @@ def read_journal(path: str) -> dict[str, np.ndarray]:
     try:
         end = data.index(b"\n", len(_JOURNAL_MAGIC))
         header = json.loads(data[len(_JOURNAL_MAGIC):end])
-        dtype = np.dtype([(str(n), str(t)) for n, t in header["fields"]])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IndexCorruptError(f"{path}: bad journal header ({exc})") from None
+        fields = [(str(n), str(t)) for n, t in header["fields"]]
+        dtype = np.dtype(fields)
+    except Exception as exc:  # json, unpacking and numpy raise many kinds for a damaged header
+        raise IndexCorruptError(f"{path}: bad journal header ({type(exc).__name__}: {exc})") from None
+    # only plain numeric fields, frame_number an integer and frame_time a float, can be trusted
+    plain = dtype.itemsize > 0 and all(dtype[n].shape == () and dtype[n].kind in "iuf" for n in dtype.names)
+    if not plain or dtype.names[:2] != FRAME_MD or dtype["frame_number"].kind not in "iu" \
+            or dtype["frame_time"].kind != "f":
+        raise IndexCorruptError(f"{path}: bad journal header (fields {fields})")
     body = data[end + 1:]
     n = len(body) // dtype.itemsize
     recs = np.frombuffer(body[: n * dtype.itemsize], dtype=dtype)
@@ -575,6 +593,7 @@ class ExtraDataWriter:
         self.journal_path = base + EXTRA_JOURNAL_SUFFIX
         self.final_path = base + EXTRA_JSON_SUFFIX
         self._fd: int | None = None
+        self._size = 0  # bytes of complete lines: a failed append is cut back to it
         self._lines: list[str] = []
 
     @property
@@ -587,22 +606,30 @@ class ExtraDataWriter:
         if self._fd is None:
             try:
                 self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._size = os.fstat(self._fd).st_size
             except OSError as exc:
                 raise StoreWriteError(exc.errno, f"could not create {self.journal_path}: {exc.strerror}") from exc
         data = (line + "\n").encode("utf-8")
         try:
-            os.write(self._fd, data)
+            if os.write(self._fd, data) != len(data):
+                raise OSError(28, "short write (disk full?)")
         except OSError as exc:
+            # a torn line followed by more records would make the file unreadable: cut it back
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
             raise StoreWriteError(exc.errno, f"could not append to {self.journal_path}: {exc.strerror}") from exc
+        self._size += len(data)
         self._lines.append(line)
 
     def finalize(self) -> None:
         """Write ``<base>.extra.json`` (the reference's format) and drop the JSON lines."""
-        if self._fd is None:
+        if self._fd is None and not self._lines:
             return
-        os.close(self._fd)
-        self._fd = None
-        atomic_write_bytes(self.final_path, ("[" + ", ".join(self._lines) + "]").encode("utf-8"))
+        if self._fd is not None:  # None on a second try after a failed finalize
+            os.close(self._fd)
+            self._fd = None
+        # flushed: the JSON lines are deleted next (see write_chunk_index)
+        atomic_write_bytes(self.final_path, ("[" + ", ".join(self._lines) + "]").encode("utf-8"), fsync=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.journal_path)
 
@@ -619,16 +646,29 @@ class ExtraDataWriter:
 
 def read_extra_json(path: str) -> list[dict[str, Any]]:
     """Read an ``.extra.json`` array or an ``.extra.jsonl`` journal (torn last line ignored)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    with open(path, "rb") as f:
+        raw = f.read()
     if path.endswith(EXTRA_JOURNAL_SUFFIX):
         records = []
-        for line in text.splitlines():
+        # every record ends with a newline, so only the last piece can be a torn record
+        lines = raw.split(b"\n")
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a torn last line from a killed writer
+                record = json.loads(line.decode("utf-8"))
+            except ValueError:  # JSONDecodeError, UnicodeDecodeError
+                if i == len(lines) - 1:
+                    break  # a torn last line from a killed writer
+                raise IndexCorruptError(f"{path}: line {i + 1} is not a JSON record") from None
+            if not isinstance(record, dict):
+                raise IndexCorruptError(f"{path}: line {i + 1} is not a JSON object")
+            records.append(record)
         return records
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IndexCorruptError(f"{path}: extra data is not UTF-8 ({exc})") from None
     try:
         records = json.loads(text)
     except json.JSONDecodeError:
@@ -640,14 +680,16 @@ def read_extra_json(path: str) -> list[dict[str, Any]]:
             raise IndexCorruptError(f"{path}: extra data is not valid JSON ({exc})") from None
         warnings.warn(f"{path}: unterminated extra data (writer did not close); recovered "
                       f"{len(records)} records", stacklevel=2)
-    if not isinstance(records, list):
-        raise IndexCorruptError(f"{path}: extra data must be a JSON array")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise IndexCorruptError(f"{path}: extra data must be a JSON array of objects")
     return records
 
 
 def is_finite_number(value: Any) -> bool:
     """True for a real, finite number (python or numpy)."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        return False  # float("12.5") would parse: a string is a caller's mistake, not a time
     try:
-        return math.isfinite(float(value)) and not isinstance(value, (bool, np.bool_))
-    except (TypeError, ValueError):
+        return math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import logging
 import os
 import shutil
@@ -302,6 +303,8 @@ class ImgStore:
             except FileNotFoundError:
                 continue
         if journal_table is not None:
+            if not len(journal_table["frame_number"]):
+                return journal_table  # opened, no frame yet: nothing to recover, nothing to check
             table = self._recover_chunk(chunk_n, journal_table)
             if not self._is_own_live_chunk(chunk_n) and not getattr(self, "_writer_alive", False):
                 warnings.warn(
@@ -450,7 +453,7 @@ class ImgStore:
         self._frame_max: int | float = float("nan")
         self._t0 = self._tN = float("nan")
         self._chunks_closed: list[int] = []
-        self._write_failure: str | None = None
+        self._write_failure: BaseException | None = None
         self._open_chunk(first_chunk)
 
     def _write_encoder(self):
@@ -467,9 +470,21 @@ class ImgStore:
         self._chunk_table: dict[str, list] = {name: [] for name, _ in self._journal_dtype_fields()}
         self._extra_writer = ondisk.ExtraDataWriter(base)
         self._journal: ondisk.ChunkJournal | None = None
-        self._open_write_chunk(chunk_n)
-        self._journal = ondisk.ChunkJournal(base + ondisk.JOURNAL_SUFFIX,
-                                            ondisk.BASE_JOURNAL_FIELDS + tuple(self.journal_fields))
+        # the journal before the payload: a chunk whose payload exists always has a journal (or
+        # an index), so a crash just after creating a video file is not a damaged chunk
+        folder = os.path.dirname(base)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise ondisk.StoreWriteError(exc.errno, f"could not create {folder}: {exc.strerror}") from exc
+        journal = ondisk.ChunkJournal(base + ondisk.JOURNAL_SUFFIX,
+                                      ondisk.BASE_JOURNAL_FIELDS + tuple(self.journal_fields))
+        try:
+            self._open_write_chunk(chunk_n)
+        except BaseException:
+            journal.close(remove=True)
+            raise
+        self._journal = journal
 
     def _journal_dtype_fields(self) -> tuple[tuple[str, str], ...]:
         return ondisk.BASE_JOURNAL_FIELDS + tuple(self.journal_fields)
@@ -552,7 +567,7 @@ class ImgStore:
         except BaseException as exc:
             # the payload may hold this frame while the journal does not: further frames could
             # be filed under the wrong position, so this writer only closes from now on
-            self._write_failure = f"{type(exc).__name__}: {exc}"
+            self._write_failure = exc
             raise
         table = self._chunk_table
         table["frame_number"].append(fn)
@@ -571,17 +586,22 @@ class ImgStore:
             try:
                 self._finish_chunk(last=False)
                 self._open_chunk(self._chunk_n + 1)
+            except ondisk.StoreWriteError as exc:
+                # this frame is stored (journaled), so add_image returns as promised; the failed
+                # chunk change stops the writer: the next write raises, close() tries it again
+                self._write_failure = exc
+                log.error("%s: changing from chunk %d failed: %s", self._basedir, self._chunk_n, exc)
             except BaseException as exc:
-                # this frame is stored (journaled); the chunk change failed half-way
-                self._write_failure = f"{type(exc).__name__}: {exc}"
+                self._write_failure = exc
                 raise
 
     def _check_no_write_failure(self) -> None:
         failure = getattr(self, "_write_failure", None)
         if failure is not None:
             raise ondisk.StoreWriteError(
-                5, f"store {self._basedir!r} refuses further writes after a failed write ({failure}); the "
-                   f"frames added before it are kept: close() the store, then append with mode='a'")
+                getattr(failure, "errno", None) or errno.EIO,
+                f"store {self._basedir!r} refuses further writes after a failed write ({failure}); the "
+                f"frames added before it are kept: close() the store, then append with mode='a'")
 
     def add_extra_data(self, **data: Any) -> None:
         """Store extra data (sensor readings...) with the frame added last.
@@ -971,8 +991,45 @@ class ImgStore:
         self._close_readers()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ImgStoreWarning)  # a live chunk is expected to lack an index
-            self._index = self._load_index()
+            self._index = self._rescan_index()
         return len(self._index) - before
+
+    def _rescan_index(self) -> FrameIndex:
+        """The index again, re-reading only chunks whose index file changed since the last rescan.
+
+        A live reader refreshes often while the store grows by one chunk at a time: reading
+        every chunk's index each time would cost O(chunks). A closed chunk's index is written
+        once, atomically (a new inode), so an unchanged (inode, size, mtime) means unchanged
+        frames; chunks without an index (the writer's open chunk) are always read again.
+        """
+        from .._lock import is_locked
+
+        memo: dict[int, tuple[tuple, np.ndarray, np.ndarray]] = getattr(self, "_rescan_memo", {})
+        fresh: dict[int, tuple[tuple, np.ndarray, np.ndarray]] = {}
+        tables = []
+        self.damaged_chunks = {}
+        self._writer_alive = is_locked(self._basedir)
+        for chunk_n, base in sorted(self._list_chunks()):
+            key = _index_file_key(base)
+            seen = memo.get(chunk_n)
+            if key is not None and seen is not None and seen[0] == key:
+                fn, ft = seen[1], seen[2]
+            else:
+                try:
+                    table = self._load_chunk_table(chunk_n, base)
+                except (IndexCorruptError, ChunkReadError, OSError) as exc:
+                    if self._strict:
+                        raise
+                    self._skip_chunk(chunk_n, str(exc))
+                    continue
+                if table is None:
+                    continue
+                fn, ft = table["frame_number"], table["frame_time"]
+            if key is not None:
+                fresh[chunk_n] = (key, fn, ft)
+            tables.append((chunk_n, fn, ft))
+        self._rescan_memo = fresh
+        return FrameIndex.from_chunks(tables)
 
     @property
     def is_live(self) -> bool:
@@ -1137,6 +1194,17 @@ def load_all_index_arrays(path: str) -> dict[str, np.ndarray]:
             except ValueError:
                 continue  # a pickled object: never load it
     return out
+
+
+def _index_file_key(base: str) -> tuple | None:
+    """Identity of a chunk's index file (suffix, inode, size, mtime), None without one."""
+    for suffix in ondisk.INDEX_SUFFIXES:
+        try:
+            st = os.stat(base + suffix)
+        except OSError:
+            continue
+        return suffix, st.st_ino, st.st_size, st.st_mtime_ns
+    return None
 
 
 def _chunk_entries(basedir: str) -> list[str]:

@@ -104,7 +104,8 @@ class DirectoryImgStore(ImgStore):
         with os.scandir(self._basedir) as it:
             for entry in it:
                 n = ondisk.parse_chunk_name(entry.name)
-                if n is not None and entry.is_dir():
+                # frames are read from chunk_name(n): a folder named otherwise ('2024') is no chunk
+                if n is not None and entry.name == ondisk.chunk_name(n) and entry.is_dir():
                     out.append((n, os.path.join(entry.path, "index")))
         return out
 
@@ -161,14 +162,26 @@ class DirectoryImgStore(ImgStore):
                 break
         return {k: v[:n] for k, v in table.items()}
 
+    def _chunk_has_payload(self, chunk_n: int) -> bool:
+        # frame files are '<position><ext>'; '.partial' leftovers of an interrupted write are not frames
+        try:
+            with os.scandir(os.path.join(self._basedir, ondisk.chunk_name(chunk_n))) as it:
+                return any(e.name.endswith(self._ext) for e in it)
+        except OSError:
+            return True  # cannot tell: let the caller report the chunk
+
     # ------------------------------------------------------------------ reading
 
     def _read_image(self, chunk_n: int, position: int) -> np.ndarray:
         path = self._frame_path(chunk_n, position)
         img = read_image_file(path, self._smd.format, self._color, self._smd.imgdtype)
-        if img.shape[:2] != tuple(self._smd.imgshape[:2]):
-            raise ChunkReadError(f"frame file {path} has shape {img.shape}, the store says "
-                                 f"{tuple(self._smd.imgshape)}")
+        shape = tuple(self._smd.imgshape)
+        # a frame file of another shape or dtype (a colour .npy in a grey store...) is not this
+        # store's frame: say so rather than return it
+        if img.shape != shape and not (shape[-1] == 1 and img.shape == shape[:-1]):
+            raise ChunkReadError(f"frame file {path} has shape {img.shape}, the store says {shape}")
+        if img.dtype != np.dtype(self._smd.imgdtype):
+            raise ChunkReadError(f"frame file {path} has dtype {img.dtype}, the store says {self._smd.imgdtype}")
         return img
 
     @classmethod

@@ -1,0 +1,331 @@
+"""Finalise a store whose writer crashed, so that every reader sees it as a closed store.
+
+A writer killed mid-recording leaves its store readable as it is: readers recover the open
+chunk from its journal (``<chunk>.journal``) and its extra data from ``<chunk>.extra.jsonl``.
+What it leaves is not *finished*, though: the reference library (imgstore 0.4) ignores
+journals, so it does not see the last chunk; an append refuses a store with damaged chunks;
+and the ``.lock`` of the dead writer stays behind. :func:`repair` finishes the job the writer
+could not:
+
+* a chunk with a journal but no index gets its index, written from the journal and holding
+  only the frames that are really on disk (for video: decodable; the backend's
+  ``_recover_chunk`` decides, exactly as when the store is opened for reading);
+* ``<chunk>.extra.jsonl`` becomes ``<chunk>.extra.json`` (a torn last record is dropped);
+* journals of chunks that have an index, ``.partial`` temporary files and a stale ``.lock``
+  are removed;
+* chunks without any recoverable frame (nor extra data) are deleted.
+
+A lock held by a live writer is never broken: :class:`~imgstore.errors.StoreLockedError`.
+Chunks repair cannot make sense of (frames but neither index nor journal, as a crashed
+imgstore 0.4 writer leaves them; an unreadable index without a journal) are left in place
+and listed in :attr:`RepairReport.left`. Every step is atomic (indexes are written to a
+temporary file and renamed) and repair is idempotent, so a repair that is itself interrupted
+is simply run again.
+
+>>> report = imgstore.repair("/data/mouse1")          # doctest: +SKIP
+>>> print(report)                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import ondisk
+from ._lock import StoreLock, is_locked, read_lock_owner
+from .errors import ChunkReadError, IndexCorruptError, MetadataError, StoreLockedError, StoreWriteError
+
+if TYPE_CHECKING:
+    from .backends.base import ImgStore
+
+__all__ = ["repair", "RepairReport"]
+
+
+@dataclasses.dataclass
+class RepairReport:
+    """What :func:`repair` did (or, with ``dry_run``, would do) to a store.
+
+    Attributes
+    ----------
+    path
+        The store's folder.
+    dry_run
+        True if nothing was changed.
+    actions
+        One line per change, in the order made.
+    recovered
+        ``{chunk number: frames}`` for every chunk whose index was written from its journal.
+    dropped
+        Chunks deleted because they held no recoverable frame.
+    left
+        Problems repair cannot fix; the files concerned are left untouched.
+    frame_count
+        Frames a reader sees after the repair (with ``dry_run``: sees now).
+    """
+
+    path: str
+    dry_run: bool = False
+    actions: list[str] = dataclasses.field(default_factory=list)
+    recovered: dict[int, int] = dataclasses.field(default_factory=dict)
+    dropped: list[int] = dataclasses.field(default_factory=list)
+    left: list[str] = dataclasses.field(default_factory=list)
+    frame_count: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """True if the store needed (with ``dry_run``: needs) a change."""
+        return bool(self.actions)
+
+    @property
+    def clean(self) -> bool:
+        """True if nothing is left that repair could not fix."""
+        return not self.left
+
+    def __str__(self) -> str:
+        verb = "would " if self.dry_run else ""
+        lines = [f"{verb}{a}" for a in self.actions]
+        lines += [f"left as is: {p}" for p in self.left]
+        if self.actions:
+            summary = (f"{self.path}: {'would be ' if self.dry_run else ''}repaired; "
+                       f"{self.frame_count} frames")
+        else:
+            summary = f"{self.path}: nothing to repair; {self.frame_count} frames"
+        if self.recovered:
+            summary += (f" ({sum(self.recovered.values())} recovered from the journal of chunk(s) "
+                        f"{sorted(self.recovered)})")
+        return "\n".join([*lines, summary])
+
+
+def repair(path: str | os.PathLike, dry_run: bool = False, force: bool = False) -> RepairReport:
+    """Finalise a store whose writer crashed (see the module documentation).
+
+    Parameters
+    ----------
+    path
+        The store's folder or its ``metadata.yaml``.
+    dry_run
+        Only report what would be done; change nothing (not even the lock).
+    force
+        Treat a lock that names *another machine* as stale. Such a lock cannot be checked
+        from here (the writer may be alive there), so it is refused without ``force``.
+
+    Returns
+    -------
+    RepairReport
+        What was done; :attr:`RepairReport.left` lists what could not be fixed.
+
+    Raises
+    ------
+    StoreNotFoundError
+        No store at ``path``.
+    MetadataError
+        ``metadata.yaml`` is unreadable or names an unknown store class.
+    StoreLockedError
+        A live writer holds the store.
+    StoreWriteError
+        A change could not be written (read-only or full file system); what was done
+        before stays valid and repair can be run again.
+    """
+    from .backends import class_for_name
+    from .factory import resolve_store_path
+
+    basedir, md_path = resolve_store_path(path, None, read=True)
+    smd, _ = ondisk.read_metadata(md_path)
+    cls = class_for_name(smd.class_name)
+    if cls is None:
+        raise MetadataError(f"{md_path}: store class {smd.class_name!r} not supported")
+    report = RepairReport(path=basedir, dry_run=dry_run)
+
+    lock_path = os.path.join(basedir, ondisk.STORE_LOCK_FILENAME)
+    had_lock = os.path.exists(lock_path)
+    owner = read_lock_owner(basedir) if had_lock else None
+    if had_lock and owner and owner.get("host") not in (None, socket.gethostname()) and not force:
+        raise StoreLockedError(
+            f"store {basedir!r} is locked by pid {owner.get('pid', '?')} on {owner.get('host')!r}, another "
+            f"machine: cannot tell whether that writer is alive (use force if it is not)")
+    lock: StoreLock | None = None
+    if dry_run:
+        if is_locked(basedir):
+            raise StoreLockedError(f"store {basedir!r} is being written by a live process: not repairing it")
+    else:
+        # held for the whole repair: no writer may start while indexes are written
+        lock = StoreLock(basedir)
+        lock.acquire()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # every chunk that needs attention is reported below
+            store = cls(basedir=basedir, mode="r")
+        try:
+            _repair_chunks(store, report, dry_run)
+            _remove_leftovers(store, report, dry_run)
+        finally:
+            store.close()
+        if had_lock:
+            who = f" (pid {owner.get('pid', '?')} on {owner.get('host', '?')})" if owner else ""
+            report.actions.append(f"remove the stale lock {lock_path}{who}")
+    finally:
+        if lock is not None:
+            lock.release()  # also deletes .lock, stale or ours
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with cls(basedir=basedir, mode="r") as after:
+            report.frame_count = after.frame_count
+    return report
+
+
+# ---------------------------------------------------------------------------- chunks
+
+
+def _do(report: RepairReport, dry_run: bool, what: str, action: Callable[[], Any]) -> None:
+    report.actions.append(what)
+    if not dry_run:
+        action()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StoreWriteError(exc.errno, f"could not remove {path}: {exc.strerror}") from exc
+
+
+def _repair_chunks(store: ImgStore, report: RepairReport, dry_run: bool) -> None:
+    for chunk_n, base in sorted(store._list_chunks()):
+        journal = base + ondisk.JOURNAL_SUFFIX
+        has_journal = os.path.exists(journal)
+        index_path = ondisk.find_index_file(base)
+        if index_path is not None:
+            try:
+                ondisk.read_chunk_index(index_path)
+            except IndexCorruptError as exc:
+                if not has_journal:
+                    report.left.append(f"chunk {chunk_n}: {exc}")
+                    continue
+                # the journal still describes the chunk: rebuild the index from it
+                index_path = None
+        if index_path is not None:
+            if has_journal:
+                # the writer died after writing the index, before removing the journal
+                _do(report, dry_run, f"remove the journal of closed chunk {chunk_n}: {journal}",
+                    lambda j=journal: _unlink(j))
+            _finish_extra_data(chunk_n, base, report, dry_run)
+            continue
+
+        if not has_journal:
+            if store._chunk_has_payload(chunk_n):
+                report.left.append(
+                    f"chunk {chunk_n} holds frames but neither an index nor a journal (a writer that keeps no "
+                    f"journal, such as imgstore 0.4, died): their frame numbers and times are unknown")
+            else:
+                _do(report, dry_run, f"delete chunk {chunk_n}: created, but the writer died before its first frame",
+                    lambda c=chunk_n, b=base: _drop_chunk(store, c, b))
+                report.dropped.append(chunk_n)
+            continue
+
+        try:
+            table = store._recover_chunk(chunk_n, ondisk.read_journal(journal))
+        except (IndexCorruptError, ChunkReadError) as exc:
+            # an unreadable journal or payload: no frame of this chunk can be trusted
+            table = None
+            why = str(exc)
+        n = 0 if table is None else len(table["frame_number"])
+        n_extra = _count_extra(base)
+        if n == 0 and n_extra == 0:
+            reason = "no recoverable frame" + (f" ({why})" if table is None else "")
+            _do(report, dry_run, f"delete chunk {chunk_n}: {reason}", lambda c=chunk_n, b=base: _drop_chunk(store, c, b))
+            report.dropped.append(chunk_n)
+            continue
+        if table is None:
+            table = {"frame_number": np.zeros(0, np.int64), "frame_time": np.zeros(0, np.float64)}
+        what = f"write the index of chunk {chunk_n} from its journal ({n} frames"
+        what += f", keeping its {n_extra} extra data records)" if n == 0 else ")"
+        _do(report, dry_run, what, lambda c=chunk_n, b=base, t=table: _write_index(store, c, b, t))
+        report.recovered[chunk_n] = n
+        _finish_extra_data(chunk_n, base, report, dry_run)
+        _do(report, dry_run, f"remove the journal {journal}", lambda j=journal: _unlink(j))
+
+
+def _write_index(store: ImgStore, chunk_n: int, base: str, table: dict[str, np.ndarray]) -> None:
+    arrays = dict(table)
+    # a backend may make a recovered payload final (e.g. give a cut video a proper end) and
+    # add per-frame arrays to the index (e.g. pts and keyframes for exact seeking)
+    finalize = getattr(store, "_finalize_recovered_chunk", None)
+    if finalize is not None:
+        arrays = dict(finalize(chunk_n, table))
+    ondisk.write_chunk_index(base, arrays, store._smd)
+
+
+def _drop_chunk(store: ImgStore, chunk_n: int, base: str) -> None:
+    try:
+        # payload first: an interrupted drop then leaves files the next repair still finds
+        store._remove_chunk_files(chunk_n, base)
+    except OSError as exc:
+        raise StoreWriteError(exc.errno, f"could not delete chunk {chunk_n} of {store._basedir}: "
+                                         f"{exc.strerror}") from exc
+
+
+def _count_extra(base: str) -> int:
+    for path in (base + ondisk.EXTRA_JSON_SUFFIX, base + ondisk.EXTRA_JOURNAL_SUFFIX):
+        if os.path.exists(path):
+            try:
+                return len(ondisk.read_extra_json(path))
+            except IndexCorruptError:
+                return 0
+    return 0
+
+
+def _finish_extra_data(chunk_n: int, base: str, report: RepairReport, dry_run: bool) -> None:
+    jsonl = base + ondisk.EXTRA_JOURNAL_SUFFIX
+    final = base + ondisk.EXTRA_JSON_SUFFIX
+    if not os.path.exists(jsonl):
+        return
+    if os.path.exists(final):
+        # written (atomically) at the chunk's close; only the removal of the lines was missed
+        _do(report, dry_run, f"remove the extra-data journal of chunk {chunk_n}: {jsonl}", lambda: _unlink(jsonl))
+        return
+    try:
+        records = ondisk.read_extra_json(jsonl)
+    except IndexCorruptError as exc:
+        report.left.append(f"chunk {chunk_n}: {exc}")
+        return
+
+    def convert() -> None:
+        # records as the writer encoded them (one JSON object each), in the reference's array form
+        text = "[" + ", ".join(ondisk.encode_extra_record(r) for r in records) + "]"
+        ondisk.atomic_write_bytes(final, text.encode("utf-8"))
+        _unlink(jsonl)
+
+    _do(report, dry_run, f"write the extra data of chunk {chunk_n} ({len(records)} records) to {final}", convert)
+
+
+# ---------------------------------------------------------------------------- leftovers
+
+
+def _remove_leftovers(store: ImgStore, report: RepairReport, dry_run: bool) -> None:
+    """Delete ``.partial`` temporary files and journals that belong to no chunk."""
+    basedir = store._basedir
+    listed = {os.path.normpath(base) for _, base in store._list_chunks()}
+    folders = [basedir] + sorted(os.path.join(basedir, e.name) for e in os.scandir(basedir)
+                                 if e.is_dir(follow_symlinks=False) and ondisk.parse_chunk_name(e.name) is not None)
+    for folder in folders:
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            continue  # a chunk dropped above
+        for name in names:
+            path = os.path.join(folder, name)
+            if name.endswith(ondisk.PARTIAL_SUFFIX) and os.path.isfile(path):
+                _do(report, dry_run, f"remove the unfinished temporary file {path}", lambda p=path: _unlink(p))
+            elif name.endswith(ondisk.JOURNAL_SUFFIX) and os.path.normpath(
+                    path[: -len(ondisk.JOURNAL_SUFFIX)]) not in listed:
+                # e.g. the journal of a video chunk whose file is gone: nothing it describes exists
+                _do(report, dry_run, f"remove the journal {path} of a chunk that does not exist",
+                    lambda p=path: _unlink(p))

@@ -1,0 +1,251 @@
+"""``imgstore.repair`` and ``imgstore-repair``: finalising a crashed store, safely and idempotently."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import imgstore
+from imgstore import errors, ondisk
+from imgstore.cli import main as cli_main
+from imgstore.cli import repair as cli_repair
+from imgstore.repair import RepairReport, repair
+from imgstore.testing.barcode import make_frame, read_barcode
+
+from .test_crash_torture import HEIGHT, WIDTH, is_video, make_plan, run_and_kill, torture_formats
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def crashed_store(tmp_path, fmt="npy", point="frame-journaled:12", name="s", **plan_kw) -> tuple[str, int]:
+    """A store whose writer was SIGKILLed at ``point``; returns (path, frames reported)."""
+    plan = make_plan(fmt, 0, "stop", point.split(":")[0])
+    plan.stop_at = point
+    plan.chunksize = plan_kw.get("chunksize", 5)
+    plan.extra_every, plan.extra_burst = 1, 1
+    dest = str(tmp_path / name)
+    crash = run_and_kill(dest, plan)
+    return dest, len(crash.frames)
+
+
+def files(path: str) -> dict[str, bytes]:
+    out = {}
+    for root, _, names in os.walk(path):
+        for n in names:
+            with open(os.path.join(root, n), "rb") as f:
+                out[os.path.relpath(os.path.join(root, n), path)] = f.read()
+    return out
+
+
+def test_repair_finalises_a_crashed_store(tmp_path):
+    path, reported = crashed_store(tmp_path)
+    before = files(path)
+    assert ".lock" in before and "000002/index.journal" in before and "000002/index.extra.jsonl" in before
+    dry = repair(path, dry_run=True)
+    assert files(path) == before  # a dry run changes nothing, not even the lock
+    assert dry.dry_run and dry.changed and dry.recovered == {2: 2}
+    report = repair(path)
+    assert report.actions == dry.actions and report.recovered == dry.recovered
+    assert report.clean and report.frame_count == reported + 1 == 12  # the 12th was journaled, then the kill
+    after = files(path)
+    assert not [f for f in after if f.endswith((".journal", ".jsonl", ".partial")) or f == ".lock"]
+    # closed chunks untouched; the recovered one has the reference's files
+    assert all(after[f] == before[f] for f in before if f.startswith(("000000/", "000001/")))
+    assert {"000002/index.npz", "000002/index.extra.json"} <= set(after)
+    assert "12 frames" in str(report) and "chunk(s) [2]" in str(report)
+    # idempotent
+    again = repair(path)
+    assert not again.changed and again.clean and files(path) == after
+    assert "nothing to repair" in str(again)
+    # a repaired store is a normal store: it appends, numbering chunks on
+    with imgstore.new_for_filename(path, mode="a") as s:
+        s.add_image(make_frame(12, HEIGHT, WIDTH), 12, 2e9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with imgstore.new_for_filename(path) as s:
+            assert s.frame_numbers.tolist() == list(range(13)) and s.chunks == [0, 1, 2, 3]
+            assert s.get_extra_data()["value"].tolist() == [i * 0.5 for i in range(11)]
+
+
+def test_interrupted_repair_is_run_again(tmp_path, monkeypatch):
+    """Repair itself fails half-way (disk full writing the extra data): running it again finishes it."""
+    path, _ = crashed_store(tmp_path)
+    real = ondisk.atomic_write_bytes
+
+    def full(p, *a, **k):
+        if p.endswith(".extra.json"):
+            raise errors.StoreWriteError(28, f"could not write {p}: No space left on device")
+        return real(p, *a, **k)
+
+    monkeypatch.setattr(ondisk, "atomic_write_bytes", full)
+    with pytest.raises(errors.StoreWriteError, match="extra.json"):
+        repair(path)
+    monkeypatch.undo()
+    assert not os.path.exists(os.path.join(path, ".lock"))  # released on the way out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", imgstore.ImgStoreWarning)
+        with imgstore.new_for_filename(path) as s:  # still readable in between
+            assert s.frame_count == 12 and len(s.get_extra_data()) == 11
+    report = repair(path)
+    assert report.clean and report.frame_count == 12
+    assert not [f for f in files(path) if f.endswith((".journal", ".jsonl"))]
+
+
+@pytest.mark.parametrize("point, recovered, dropped", [
+    ("chunk-created:2", {}, [2]),  # the next chunk's folder exists, nothing in it
+    # the 11th rename: frame 5's file, the first of chunk 1, complete as .partial; chunk 1 holds
+    # no frame but the extra data added after frame 4: kept as a chunk without frames
+    ("partial-written:11", {1: 0}, []),
+    ("partial-written:9", {}, []),  # chunk 0's .extra.json complete as .partial
+    ("index-written:2", {}, []),  # the index is there; journal and extra lines are leftovers
+    ("extra-finalized:2", {}, []),
+])
+def test_repair_at_crash_points(tmp_path, point, recovered, dropped):
+    path, _ = crashed_store(tmp_path, point=point)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", imgstore.ImgStoreWarning)
+        with imgstore.new_for_filename(path) as s:
+            frames_before, extra_before = s.frame_count, len(s.get_extra_data())
+    report = repair(path)
+    assert report.recovered == recovered and report.dropped == dropped and report.clean
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with imgstore.new_for_filename(path) as s:
+            assert s.frame_count == frames_before and len(s.get_extra_data()) == extra_before
+            assert all(read_barcode(s.get_image(i)[0]) == i for i in range(s.frame_count))
+
+
+def test_refuses_a_live_writer_and_a_foreign_host_lock(tmp_path):
+    path = str(tmp_path / "s")
+    w = imgstore.new_for_format("npy", basedir=path, imgshape=(8, 8))
+    w.add_image(np.zeros((8, 8), np.uint8), 0, 1.0)
+    with pytest.raises(errors.StoreLockedError):
+        repair(path)
+    w.close()
+    # a lock written on another machine (network share): cannot be checked from here
+    with open(os.path.join(path, ".lock"), "w") as f:
+        json.dump({"pid": 1, "host": socket.gethostname() + "-elsewhere", "since": 0}, f)
+    with pytest.raises(errors.StoreLockedError, match="another machine"):
+        repair(path)
+    report = repair(path, force=True)
+    assert report.actions == [f"remove the stale lock {os.path.join(path, '.lock')} (pid 1 on "
+                              f"{socket.gethostname()}-elsewhere)"]
+    assert not os.path.exists(os.path.join(path, ".lock"))
+
+
+def test_reference_crashed_store(tmp_path, fixture_copy):
+    """imgstore 0.4 keeps no journal: its crashed chunk cannot be indexed and is left, and said so."""
+    path = fixture_copy("crashed_npy")
+    report = repair(path)
+    assert not report.clean and "chunk 2" in report.left[0] and report.frame_count == 20
+    assert not os.path.exists(os.path.join(path, ".lock"))
+    assert len(os.listdir(os.path.join(path, "000002"))) == 3  # its frames are kept
+
+
+def test_cli(tmp_path, capsys, fixture_copy):
+    path, _ = crashed_store(tmp_path)
+    assert cli_repair.main([path, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("would ") >= 3 and "would be repaired; 12 frames" in out.strip().splitlines()[-1]
+    assert os.path.exists(os.path.join(path, ".lock"))
+    assert cli_main.main(["repair", path]) == 0  # the umbrella command dispatches to it
+    out = capsys.readouterr().out
+    assert "write the index of chunk 2 from its journal (2 frames)" in out
+    assert cli_repair.main([path, "-q"]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: nothing to repair; 12 frames"
+    # errors: one line, status 1; bad arguments: status 2; damage left: status 3
+    assert cli_repair.main([str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("imgstore-repair: error:") and "nope" in err
+    assert cli_repair.main([]) == 2
+    assert cli_repair.main([fixture_copy("crashed_npy")]) == cli_repair.EXIT_DAMAGE_LEFT
+    assert "left as is: chunk 2" in capsys.readouterr().out
+    w = imgstore.new_for_format("npy", basedir=str(tmp_path / "live"), imgshape=(8, 8))
+    try:
+        assert cli_repair.main([str(tmp_path / "live")]) == 1
+        assert "being written by" in capsys.readouterr().err
+    finally:
+        w.close()
+
+
+def test_report_str():
+    r = RepairReport(path="/x", dry_run=True, actions=["delete chunk 3: no recoverable frame"], frame_count=5,
+                     left=["chunk 9: bad"])
+    assert str(r).splitlines() == ["would delete chunk 3: no recoverable frame", "left as is: chunk 9: bad",
+                                   "/x: would be repaired; 5 frames"]
+
+
+# ------------------------------------------------------------------------------ the reference library
+
+
+def _reference_python() -> str | None:
+    python = os.environ.get("IMGSTORE_REFERENCE_PYTHON") or str(REPO / ".venv-reference" / "bin" / "python")
+    return python if os.path.exists(python) else None
+
+
+REFERENCE_CHECK = r"""
+import json, sys
+import numpy as np
+import imgstore
+assert imgstore.__version__ == "0.4.0", imgstore.__version__
+
+def band_code(img, bits=20):
+    a = img.astype(float)
+    if a.ndim == 3:
+        a = a.mean(axis=2)
+    h, w = a.shape
+    edges = np.linspace(0, w, bits + 1).astype(int)
+    v = 0
+    for i in range(bits):
+        v = (v << 1) | int(a[: h // 2, edges[i] + 1: edges[i + 1] - 1].mean() > 127)
+    return v
+
+out = {}
+for path in sys.argv[1:]:
+    try:
+        s = imgstore.new_for_filename(path)
+        numbers = [int(x) for x in s.get_frame_metadata()["frame_number"]]
+        codes = []
+        while True:
+            try:
+                img, (fn, ft) = s.get_next_image()
+            except EOFError:
+                break
+            codes.append(band_code(img))
+        df = s.get_extra_data()
+        out[path] = {"numbers": numbers, "codes": codes, "extra": 0 if df is None else len(df)}
+        s.close()
+    except Exception as exc:
+        out[path] = {"error": "%s: %s" % (type(exc).__name__, exc)}
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.mark.skipif(_reference_python() is None, reason="no reference venv (.venv-reference or IMGSTORE_REFERENCE_PYTHON)")
+def test_repaired_stores_open_in_the_reference(tmp_path):
+    """Crashed stores, once repaired, read in imgstore 0.4.0: every frame, in order, with its extra data."""
+    reference_formats = {"npy", "png", "jpg", "mjpeg/avi", "h264/mkv", "avc1/mp4"}
+    expected = {}
+    for fmt in [f for f in torture_formats() if f in reference_formats]:
+        point = "frame-journaled:40" if is_video(fmt) else "frame-journaled:12"
+        path, _ = crashed_store(tmp_path, fmt, point, name=fmt.replace("/", "_"),
+                                chunksize=15 if is_video(fmt) else 5)
+        repair(path)
+        with imgstore.new_for_filename(path) as s:
+            expected[path] = {"numbers": s.frame_numbers.tolist(), "extra": len(s.get_extra_data())}
+    out = subprocess.run([_reference_python(), "-c", REFERENCE_CHECK, *expected], capture_output=True, text=True,
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    for path, want in expected.items():
+        assert "error" not in got[path], got[path]
+        assert got[path]["numbers"] == want["numbers"], path
+        assert got[path]["codes"] == want["numbers"], path  # each frame shows its own number
+        assert got[path]["extra"] == want["extra"], path
