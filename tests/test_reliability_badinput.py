@@ -316,3 +316,22 @@ def test_journal_and_extra_files_damaged_in_the_middle(tmp_path):
     s._journal.close()
     s._extra_writer._fd and os.close(s._extra_writer._fd)
     s._release_lock()
+
+
+def test_video_index_without_video_file_is_reported(tmp_path):
+    import warnings as _w
+
+    import imgstore as _i
+    from imgstore.testing.barcode import make_frame as _mf
+
+    path = str(tmp_path / "v")
+    with _i.new_for_format("mjpeg/avi", basedir=path, imgshape=(32, 48), chunksize=3) as s:
+        for fn in range(7):
+            s.add_image(_mf(fn, 32, 48), fn, float(fn))
+    os.unlink(os.path.join(path, "000001.avi"))
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        with _i.new_for_filename(path) as s:
+            assert s.get_frame_metadata()["frame_number"] == [0, 1, 2, 6]
+            assert set(s.damaged_chunks) == {1}
+    assert any("000001.npz has no video file 000001.avi" in str(w.message) for w in caught)

@@ -143,6 +143,18 @@ class VideoImgStore(ImgStore):
                     out.append((n, os.path.join(self._basedir, stem)))
         return out
 
+    def _load_index(self):
+        index = super()._load_index()
+        # chunks are found by their video files: an index whose video is gone would go unnoticed
+        videos = {n for n, _ in self._list_chunks()}
+        with os.scandir(self._basedir) as it:
+            for entry in it:
+                stem, ext = os.path.splitext(entry.name)
+                n = ondisk.parse_chunk_name(stem)
+                if n is not None and ext in ondisk.INDEX_SUFFIXES and n not in videos:
+                    self._skip_chunk(n, f"index {entry.name} has no video file {stem}{self._ext}")
+        return index
+
     # ------------------------------------------------------------------ writing
 
     def _open_write_chunk(self, chunk_n: int) -> None:
