@@ -13,30 +13,16 @@ import imgstore
 from imgstore.cli import convert
 from imgstore.testing.barcode import make_frame, read_barcode
 
+from .cli_util import one_error_line
+
 T0 = 1_700_000_000.0
 #: a gap (10..14 missing) and frame times with a pause, so nothing can be renumbered silently
 NUMBERS = [*range(0, 10), *range(15, 40)]
 TIMES = [T0 + 0.04 * i + (0.3 if i > 20 else 0.0) for i in range(len(NUMBERS))]
 
 
-def video_problem(fmt: str, tmp_path) -> str | None:
-    """Why ``fmt`` cannot be written and read back in this checkout (None: it works)."""
-    try:
-        path = str(tmp_path / "probe")
-        with imgstore.new_for_format(fmt, basedir=path, imgshape=(32, 32), imgdtype="uint8") as s:
-            s.add_image(np.zeros((32, 32), np.uint8), 0, 0.0)
-        with imgstore.new_for_filename(path) as s:
-            s[0]
-    except Exception as exc:
-        return f"{fmt} stores do not work in this checkout yet: {type(exc).__name__}: {exc}"
-    return None
 
 
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("imgstore-convert: error: "), lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -108,16 +94,12 @@ def test_fixture_with_extra_data(fixture_copy, tmp_path, capsys):
 
 @pytest.mark.parametrize("fmt, exact", [("ffv1/mkv", True), ("h264/mkv", False)])
 def test_to_video_store_formats(source, tmp_path, capsys, fmt, exact):
-    if why := video_problem(fmt, tmp_path):
-        pytest.skip(why)
     dest = str(tmp_path / "video")
     assert convert.main([source, dest, "--format", fmt]) == 0
     assert_same_store(source, dest, exact=exact)
 
 
 def test_motif_store_to_lossless(fixture_copy, tmp_path, capsys):
-    if why := video_problem("ffv1/mkv", tmp_path):
-        pytest.skip(why)
     src = fixture_copy("motif_libx264_mp4")
     dest = str(tmp_path / "archive")
     assert convert.main([src, dest, "--format", "ffv1/mkv"]) == 0
@@ -176,7 +158,7 @@ def test_bad_arguments(source, tmp_path, capsys, argv, message):
     argv = [a.replace("SRC", source).replace("DEST", str(tmp_path / "dest")).replace("TMP", str(tmp_path))
             for a in argv]
     assert convert.main(argv) == 1
-    assert message in one_error_line(capsys.readouterr().err)
+    assert message in one_error_line(capsys.readouterr().err, "imgstore-convert")
     assert not os.path.exists(tmp_path / "dest")
 
 
@@ -186,9 +168,9 @@ def test_existing_outputs_need_overwrite(source, tmp_path, capsys):
     assert convert.main([source, "--to-video", video]) == 0
     capsys.readouterr()
     assert convert.main([source, dest, "--format", "npy"]) == 1
-    assert "already exists" in one_error_line(capsys.readouterr().err)
+    assert "already exists" in one_error_line(capsys.readouterr().err, "imgstore-convert")
     assert convert.main([source, "--to-video", video]) == 1
-    assert "--overwrite" in one_error_line(capsys.readouterr().err)
+    assert "--overwrite" in one_error_line(capsys.readouterr().err, "imgstore-convert")
     assert convert.main([source, dest, "--format", "png", "--overwrite"]) == 0
     with imgstore.new_for_filename(dest) as store:
         assert store.format == "png"

@@ -12,6 +12,8 @@ import imgstore
 from imgstore.cli import info
 from imgstore.testing.barcode import make_frame
 
+from .cli_util import one_error_line
+
 T0 = 1_700_000_000.0
 
 
@@ -35,11 +37,6 @@ def gappy_store(tmp_path):
     return write_store(tmp_path / "gappy", numbers, times, metadata={"genotype": "wt", "n": 3}, extra_at=(0, 5))
 
 
-def one_error_line(err: str, prog: str = "imgstore-info") -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"{prog}: error: "), lines[0]
-    return lines[0]
 
 
 def test_dropped_frames_json(gappy_store, capsys):
@@ -167,7 +164,7 @@ def test_plot_without_matplotlib(gappy_store, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     assert info.main([gappy_store, "--plot", str(tmp_path / "x.png")]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err, "imgstore-info")
     assert "pip install 'imgstore[plot]'" in line
 
 
@@ -178,9 +175,9 @@ def test_plot_without_matplotlib(gappy_store, tmp_path, monkeypatch, capsys):
 ])
 def test_bad_arguments(argv, status, message, capsys):
     assert info.main(argv) == status
-    assert message in one_error_line(capsys.readouterr().err)
+    assert message in one_error_line(capsys.readouterr().err, "imgstore-info")
 
 
 def test_plot_needs_image_name(gappy_store, capsys):
     assert info.main([gappy_store, "--plot", "out.txt"]) == 1
-    assert ".png" in one_error_line(capsys.readouterr().err)
+    assert ".png" in one_error_line(capsys.readouterr().err, "imgstore-info")

@@ -57,7 +57,6 @@ import json
 import logging
 import os
 import random
-import secrets
 import struct
 import time
 import warnings
@@ -278,25 +277,13 @@ def _write_file(path: str, identity: dict[str, Any], cached: _Cached) -> None:
     file_size = layout["_end"]["offset"]
 
     # a unique temporary name: several readers (dask workers) may build the same cache at once
-    tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}{ondisk.PARTIAL_SUFFIX}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with open(fd, "wb") as f:
-            f.write(_MAGIC + _PREFIX.pack(len(header_bytes), zlib.crc32(header_bytes)) + header_bytes)
-            for name, arr in arrays.items():
-                f.write(b"\0" * (layout[name]["offset"] - f.tell()))
-                data = np.ascontiguousarray(arr, dtype=dtypes[name])
-                f.write(memoryview(data).cast("B"))
-            f.write(b"\0" * (file_size - f.tell()))
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise StoreWriteError(exc.errno, f"could not write index cache {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with ondisk.atomic_write(path, unique=True) as f:
+        f.write(_MAGIC + _PREFIX.pack(len(header_bytes), zlib.crc32(header_bytes)) + header_bytes)
+        for name, arr in arrays.items():
+            f.write(b"\0" * (layout[name]["offset"] - f.tell()))
+            data = np.ascontiguousarray(arr, dtype=dtypes[name])
+            f.write(memoryview(data).cast("B"))
+        f.write(b"\0" * (file_size - f.tell()))
 
 
 def _align(n: int) -> int:

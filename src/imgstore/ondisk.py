@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import secrets
 import time
 import uuid as uuid_module
 import warnings
@@ -80,16 +81,19 @@ def parse_chunk_name(name: str) -> int | None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", fsync: bool = False) -> Iterator[IO]:
+def atomic_write(path: str | os.PathLike, mode: str = "wb", fsync: bool = False,
+                 unique: bool = False) -> Iterator[IO]:
     """Write ``path`` through a temporary sibling renamed into place on success.
 
     A crash leaves either the old file or the new one, never half a file. The temporary
-    file is named ``<path>.partial`` so the chunk scanners of both libraries skip it.
+    file is named ``<path>.partial`` so the chunk scanners of both libraries skip it; with
+    ``unique`` it also carries the pid and a random tag, for files several processes may
+    write at once (the last rename wins, each rename is whole).
     """
     path = os.fspath(path)
-    tmp = path + PARTIAL_SUFFIX
+    tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}" if unique else path + PARTIAL_SUFFIX
     try:
-        with open(tmp, mode) as f:
+        with open(tmp, "xb" if unique else mode) as f:
             yield f
             f.flush()
             if fsync:

@@ -11,7 +11,7 @@ __all__ = [
     "extract_only_frame",
     "get_supported_formats",
     "DirectoryImgStore",
-    "VideoImgStore",
+    "VideoImgStore",  # noqa: F822 - imported lazily by __getattr__
     "STORE_MD_KEY",
     "STORE_MD_FILENAME",
     "STORE_LOCK_FILENAME",
