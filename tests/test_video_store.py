@@ -1,0 +1,108 @@
+"""Video stores through the store API: long-GOP seeking, writer options, insert_chunk."""
+
+from __future__ import annotations
+
+import os
+
+import av
+import numpy as np
+import pytest
+
+import imgstore
+from imgstore import errors
+from imgstore.testing.barcode import make_frame, read_barcode
+
+H, W = 48, 64
+
+
+def _write(path, fmt, numbers, chunksize, **options):
+    with imgstore.new_for_format(fmt, basedir=path, imgshape=(H, W), chunksize=chunksize, **options) as s:
+        for i, fn in enumerate(numbers):
+            s.add_image(make_frame(fn, H, W), fn, 1_700_000_000.0 + i / 30)
+    return path
+
+
+def test_thousands_of_random_lookups_on_long_gop_b_frames(tmp_path):
+    """x264's default keyframe interval (250) with B-frames, several chunks: every answer exact."""
+    numbers = list(range(1000, 1700))
+    path = _write(str(tmp_path / "s"), "h264/mkv", numbers, chunksize=350, keyframe_interval=250, fps=30)
+    with av.open(str(tmp_path / "s" / "000000.mkv")) as c:
+        decode_order = [p.pts for p in c.demux(video=0) if p.size]
+    assert decode_order != sorted(decode_order), "expected B-frames"
+    with np.load(str(tmp_path / "s" / "000000.npz")) as npz:
+        assert np.flatnonzero(npz["keyframe"]).tolist() == [0, 250]
+    rng = np.random.default_rng(42)
+    with imgstore.new_for_filename(path) as s:
+        for k, fn in enumerate(rng.choice(numbers, size=2000)):
+            if k % 3 == 0:
+                img, (got, _) = s.get_image(None, frame_index=int(fn) - 1000)
+            else:
+                img, (got, _) = s.get_image(fn)
+            assert got == fn and read_barcode(img) == fn
+        # and sequentially, after all that seeking
+        s.get_image(None, frame_index=0)
+        for fn in numbers[1:]:
+            img, (got, _) = s.get_next_image()
+            assert got == fn and read_barcode(img) == fn
+
+
+def test_writer_options_and_grey_output(tmp_path):
+    path = _write(str(tmp_path / "s"), "h264/mkv", list(range(60)), chunksize=100, keyframe_interval=10, fps=50,
+                  quality=30)
+    with imgstore.new_for_filename(path) as s:
+        assert s.metadata["video_options"] == {"keyframe_interval": 10, "fps": 50, "quality": 30}
+        assert s[5].shape == (H, W) and s[5].dtype == np.uint8
+    with np.load(str(tmp_path / "s" / "000000.npz")) as npz:
+        assert np.flatnonzero(npz["keyframe"]).tolist() == list(range(0, 60, 10))
+    with av.open(str(tmp_path / "s" / "000000.mkv")) as c:
+        assert c.streams.video[0].average_rate == 50 or c.streams.video[0].guessed_rate == 50
+    with pytest.raises(errors.UnsupportedFormatError, match="uint16"):
+        imgstore.new_for_format("h264/mkv", basedir=str(tmp_path / "x"), imgshape=(H, W), imgdtype="uint16")
+    with pytest.raises(errors.InvalidFrameMetadataError, match="fps -1"):
+        imgstore.new_for_format("h264/mkv", basedir=str(tmp_path / "y"), imgshape=(H, W), fps=-1)
+    with pytest.raises(TypeError, match="nonsense"):
+        imgstore.new_for_format("h264/mkv", basedir=str(tmp_path / "z"), imgshape=(H, W), nonsense=1)
+
+
+def _foreign_video(path, numbers):
+    """A video written by 'other software' (PyAV directly, B-frames, pts not starting at 0)."""
+    with av.open(path, "w") as c:
+        st = c.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = W, H, "yuv420p"
+        for i, fn in enumerate(numbers):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.stack([make_frame(fn, H, W)] * 3, -1)),
+                                               format="bgr24")
+            frame.pts = 7 + i
+            for p in st.encode(frame):
+                c.mux(p)
+        for p in st.encode():
+            c.mux(p)
+
+
+def _other_video(tmp_path) -> str:
+    p = str(tmp_path / "other.mkv")
+    _foreign_video(p, range(40))
+    return p
+
+
+@pytest.mark.parametrize("move", [True, False])
+def test_insert_chunk(tmp_path, move):
+    video = str(tmp_path / "foreign.mkv")
+    _foreign_video(video, range(100, 140))
+    path = str(tmp_path / "s")
+    with imgstore.new_for_format("h264/mkv", basedir=path, imgshape=(H, W), chunksize=20) as s:
+        for fn in range(5):
+            s.add_image(make_frame(fn, H, W), fn, float(fn))
+        s.insert_chunk(video, list(range(100, 140)), [100.0 + i for i in range(40)], move=move)
+        for fn in range(200, 203):
+            s.add_image(make_frame(fn, H, W), fn, float(fn))
+        with pytest.raises(errors.InvalidFrameMetadataError, match="holds 40 frames but 3"):
+            s.insert_chunk(_other_video(tmp_path), [1, 2, 3], [1.0, 2.0, 3.0], move=False)
+    assert os.path.exists(video) != move
+    expected = [*range(5), *range(100, 140), *range(200, 203)]
+    with imgstore.new_for_filename(path) as s:
+        assert s.get_frame_metadata()["frame_number"] == expected
+        assert s.chunks == [0, 1, 2]
+        for fn in np.random.default_rng(0).permutation(expected):
+            img, (got, _) = s.get_image(fn)
+            assert got == fn and read_barcode(img) == fn
