@@ -106,3 +106,15 @@ def test_insert_chunk(tmp_path, move):
         for fn in np.random.default_rng(0).permutation(expected):
             img, (got, _) = s.get_image(fn)
             assert got == fn and read_barcode(img) == fn
+
+
+def test_fps_estimated_from_frame_times_after_the_first_chunk(tmp_path):
+    path = str(tmp_path / "s")
+    with imgstore.new_for_format("h264/mkv", basedir=path, imgshape=(H, W), chunksize=10) as s:
+        assert s.estimated_fps() == 25.0  # nothing known yet
+        for i in range(25):
+            s.add_image(make_frame(i, H, W), i, 100.0 + i / 50.0)  # a 50 fps camera
+        assert s.estimated_fps() == pytest.approx(50.0)
+    with av.open(os.path.join(path, "000002.mkv")) as c:
+        st = c.streams.video[0]
+        assert float(st.average_rate or st.guessed_rate) == pytest.approx(50.0, rel=0.02)

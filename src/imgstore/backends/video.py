@@ -159,12 +159,31 @@ class VideoImgStore(ImgStore):
 
     def _open_write_chunk(self, chunk_n: int) -> None:
         h, w = self._smd.imgshape[:2]
+        options = dict(self._writer_options)
+        if "fps" not in options:
+            options["fps"] = self.estimated_fps()
         self._writer = _pyav().VideoChunkWriter(
-            self._video_path(chunk_n), self._smd.format, height=h, width=w, color=self._color,
-            **self._writer_options)
+            self._video_path(chunk_n), self._smd.format, height=h, width=w, color=self._color, **options)
+
+    def estimated_fps(self) -> float:
+        """Frame rate for the next chunk when none was given: from recent frame times, else 25.
+
+        Timestamps in the file follow the frame times anyway; the nominal rate tells the
+        encoder how many frames make a second (rate control, keyframe spacing in time).
+        """
+        times = np.asarray(getattr(self, "_recent_times", ()), dtype=np.float64)
+        if len(times) >= 3:
+            step = float(np.median(np.diff(times)))
+            if step > 0:
+                return float(min(max(1.0 / step, 0.1), 1000.0))
+        return _pyav().DEFAULT_FPS
 
     def _write_image(self, img: np.ndarray, frame_number: int, frame_time: float) -> dict[str, Any]:
-        return {"pts": self._writer.write(img, frame_time=frame_time)}
+        pts = self._writer.write(img, frame_time=frame_time)
+        if not hasattr(self, "_recent_times"):
+            self._recent_times: collections.deque[float] = collections.deque(maxlen=200)
+        self._recent_times.append(frame_time)
+        return {"pts": pts}
 
     def _close_write_chunk(self, n_frames: int) -> dict[str, np.ndarray] | None:
         writer, self._writer = self._writer, None
