@@ -268,16 +268,19 @@ def test_extra_data_that_is_not_json(tmp_path):
     with imgstore.new_for_format("npy", basedir=path, imgshape=SHAPE, chunksize=2) as s:
         s.add_image(frame(0), 0, 10.0)
         s.add_extra_data(ok=1)
-        for bad, match in [({"x": object()}, "'x'"), ({"loop": loop}, "loop"), ({"b": b"\xff\xfe"}, "'b'"),
-                           ({"frame_number": 3}, "reserved"), ({"frame_index": 0}, "reserved")]:
+        for bad, match in [({"x": object()}, "'x'"), ({"loop": loop}, "loop"), ({"b": b"\xff\xfe"}, "'b'")]:
             with pytest.raises(errors.ExtraDataError, match=match) as info:
                 s.add_extra_data(**bad)
             assert isinstance(info.value, TypeError)
         s.add_image(frame(1), 1, 11.0)
+        # as the reference: the store's own keys win over the caller's (with a warning here)
+        with pytest.warns(imgstore.ImgStoreWarning, match="frame_number"):
+            s.add_extra_data(frame_number=99, ok=3)
         s.add_extra_data(ok=2, nan=float("nan"), arr=np.arange(3), when=np.datetime64("2024-01-01"))
     with imgstore.new_for_filename(path) as r:
         df = r.get_extra_data()
-        assert df["ok"].tolist() == [1, 2] and df["arr"].iloc[1] == [0, 1, 2]
+        assert df["ok"].tolist() == [1, 3, 2] and df["arr"].iloc[2] == [0, 1, 2]
+        assert df["frame_number"].tolist() == [0, 1, 1]
         assert r.frame_count == 2
 
 

@@ -615,7 +615,9 @@ class ImgStore:
         self._check_no_write_failure()
         reserved = {"frame_number", "frame_time", "frame_index"} & set(data)
         if reserved:
-            raise ExtraDataError(f"extra data keys {sorted(reserved)} are reserved (set by the store)")
+            # the reference silently overwrote them: keep old code working, but say so
+            warnings.warn(f"extra data keys {sorted(reserved)} are set by the store; the values given "
+                          f"are replaced", ImgStoreWarning, stacklevel=2)
         record = dict(data)
         record["frame_time"] = self.frame_time
         record["frame_number"] = self.frame_number
