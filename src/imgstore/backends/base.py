@@ -24,7 +24,6 @@ from .. import ondisk
 from .._lock import StoreLock
 from ..errors import (
     ChunkReadError,
-    ExtraDataError,
     FrameIndexError,
     ImgStoreError,
     IndexCorruptError,
