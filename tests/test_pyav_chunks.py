@@ -8,6 +8,7 @@ lossy random reads are compared bit for bit with a sequential decode of the same
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -537,3 +538,181 @@ def test_sigkilled_writer_loses_at_most_one_second(tmp_path, fmt):
         for pos in np.random.default_rng(0).integers(0, n, 20):
             assert read_barcode(r.read(int(pos))) == pos
     assert written - n <= fps, f"{fmt}: {written} frames written, {n} readable"
+
+
+# ---------------------------------------------------------------------------------------
+# speed mechanisms must never change a pixel: non-reference skipping, lanes, adaptive
+# threading and the BGR conversion graph, checked against a plain PyAV decode
+# ---------------------------------------------------------------------------------------
+
+
+def plain_decode(path, color: bool) -> list[np.ndarray]:
+    """Every frame of `path` in presentation order, decoded by PyAV alone (one thread,
+    nothing skipped): BGR through ``to_ndarray('bgr24')``, grey as the luma plane."""
+    out = []
+    with av.open(path) as c:
+        stream = c.streams.video[0]
+        stream.codec_context.thread_type = "NONE"
+        frames = sorted(c.decode(stream), key=lambda f: f.pts)
+        for f in frames:
+            if color:
+                out.append(f.to_ndarray(format="bgr24"))
+            else:
+                y = f.planes[0]
+                out.append(np.frombuffer(y, np.uint8).reshape(-1, y.line_size)[: f.height, : f.width].copy())
+    return out
+
+
+def write_x264(path, n, settings, h=48, w=64, gop=None):
+    """A long-GOP H.264 file written by PyAV directly with `settings` (x264 options)."""
+    with av.open(path, "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "gray"
+        s.codec_context.time_base = Fraction(1, 1000)
+        s.codec_context.color_range = 2
+        s.codec_context.options = dict(settings, g=str(gop or n))
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(make_frame(i, h, w, False), format="gray")
+            frame.pts, frame.time_base, frame.color_range = 40 * i, Fraction(1, 1000), 2
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+
+
+def mixed_order(n: int, seed: int, count: int) -> list[int]:
+    """Random positions, short runs, steps back and forward skips (>= `count` reads)."""
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    while len(order) < count:
+        p = int(rng.integers(0, n))
+        kind = rng.integers(0, 5)
+        if kind <= 1:
+            order.append(p)
+        elif kind == 2:
+            order += range(p, min(n, p + 5))
+        elif kind == 3:
+            order += [p, max(0, p - 1), max(0, p - 9)]
+        else:
+            order += range(p, min(n, p + 40), 9)
+    return order
+
+
+X264_SETTINGS = {
+    # x264's defaults (what OpenCV and other software write): CABAC, deblocking,
+    # adaptive B-frames and a B-pyramid, i.e. B-frames that are references
+    "x264-defaults": {"preset": "medium"},
+    "b-pyramid": {"preset": "veryfast", "x264-params": "b-pyramid=normal:bframes=3"},
+    # ours without fastdecode: deblocked non-reference B-frames
+    "ours-deblocked": {"preset": "veryfast", "x264-params": "b-pyramid=none:b-adapt=0"},
+}
+
+
+@pytest.mark.parametrize("settings", list(X264_SETTINGS))
+def test_skipping_and_lanes_are_bit_exact_on_long_gop_b_frames(tmp_path, settings):
+    """Hundreds of mixed lookups in one 240-frame GOP with B-frames (reference B-frames
+    for x264's defaults): every read equals a plain sequential decode, bit for bit."""
+    need("h264/mkv")
+    path = str(tmp_path / "long.mkv")
+    n = 240
+    write_x264(path, n, X264_SETTINGS[settings])
+    with av.open(path) as c:
+        decode_order = [p.pts for p in c.demux(video=0) if p.size]
+    assert decode_order != sorted(decode_order)  # B-frames
+    expected = plain_decode(path, color=False)
+    assert [read_barcode(img) for img in expected] == list(range(n))
+    order = mixed_order(n, 5, 400)
+    with VideoChunkReader(path, color=False) as r:
+        for pos in order:
+            np.testing.assert_array_equal(r.read(pos), expected[pos], err_msg=f"position {pos}")
+        assert r.stats["retries"] == 0
+        assert 2 <= r.stats["lanes"] <= VideoChunkReader.MAX_LANES
+        # skipping: far fewer frames decoded than a decode from the keyframe each time
+        assert r.stats["decoded"] < 0.5 * sum(order)
+
+
+@pytest.mark.parametrize("store,color", [("motif_libx264_mp4", True), ("motif_libx264_mp4", False),
+                                         ("h264_mkv_color", True), ("avc1_mp4_grey", True)])
+def test_reference_fixtures_random_reads_equal_a_plain_decode(fixtures_dir, tmp_path, store, color):
+    """Files written by other software (yuv444p with B-frames and a 100-frame GOP,
+    yuv420p colour with B-frames, limited-range grey) read in mixed order."""
+    src = fixtures_dir / store
+    name = min(p for p in os.listdir(src) if p.endswith((".mp4", ".mkv")))
+    path = str(tmp_path / name)
+    shutil.copyfile(src / name, path)  # never open the shared fixtures for more than reading
+    expected = plain_decode(path, color)
+    n = len(expected)
+    with VideoChunkReader(path, color=color) as r:
+        assert len(r) == n
+        for pos in mixed_order(n, 9, 250):
+            img = r.read(pos)
+            if color:
+                np.testing.assert_array_equal(img, expected[pos], err_msg=f"position {pos}")
+            else:  # grey goes through the range table for limited-range video
+                assert read_barcode(img[img.shape[0] // 2 - img.shape[0] // 8: img.shape[0] // 2 + img.shape[0] // 8],
+                                    bits=16, rows=slice(None)) == pos
+        assert r.stats["retries"] == 0
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+@pytest.mark.parametrize("size", [(48, 64), (37, 53)], ids=["even", "odd"])
+def test_colour_reads_equal_pyav_bgr24(tmp_path, fmt, size):
+    """The conversion graph returns exactly what ``to_ndarray(format='bgr24')`` does."""
+    need(fmt)
+    h, w = size
+    path = chunk_path(tmp_path, fmt)
+    table, _, _ = write_chunk(path, fmt, 12, h=h, w=w, color=True)
+    expected = [img[:h, :w] for img in plain_decode(path, color=True)]
+    with VideoChunkReader(path, color=True, height=h, width=w, frame_table=table) as r:
+        for pos in (3, 0, 11, 4, 5, 6, 2):
+            np.testing.assert_array_equal(r.read(pos), expected[pos])
+
+
+def test_sequential_reading_switches_to_frame_threads_and_back(tmp_path):
+    """Small frames: one thread for random access, frame threads for sequential runs;
+    the pixels are the same either way."""
+    need("h264/mkv")
+    path = chunk_path(tmp_path, "h264/mkv")
+    n = 150
+    table, _, _ = write_chunk(path, "h264/mkv", n, h=96, w=128, keyframe_interval=25)
+    expected = plain_decode(path, color=False)
+    with VideoChunkReader(path, color=False, frame_table=table) as r:
+        # a reader started at the first frame reads with frame threads from the start
+        for i in range(60):
+            np.testing.assert_array_equal(r.read(i), expected[i])
+        assert r.stats["mode_switches"] == 1 and r.stats["seeks"] == 0 and r.stats["opens"] == 1
+        np.testing.assert_array_equal(r.read(7), expected[7])  # a jump: back to one thread
+        assert r.stats["mode_switches"] == 2
+        for pos in (90, 33, 140, 12):
+            np.testing.assert_array_equal(r.read(pos), expected[pos])
+        assert r.stats["mode_switches"] == 2
+        # a long run of next frames switches again at a keyframe
+        start = 13
+        for i in range(start, n):
+            np.testing.assert_array_equal(r.read(i), expected[i])
+        assert r.stats["mode_switches"] == 3
+        assert r.stats["retries"] == 0
+    with VideoChunkReader(path, color=False, frame_table=table, threads=1) as r:
+        for i in range(n):
+            r.read(i)
+        assert r.stats["mode_switches"] == 0  # an explicit thread count is kept
+
+
+def test_lanes_are_bounded_and_released(tmp_path):
+    need("h264/mkv")
+    path = chunk_path(tmp_path, "h264/mkv")
+    n = 250
+    table, _, _ = write_chunk(path, "h264/mkv", n, keyframe_interval=250)
+    with VideoChunkReader(path, color=False, frame_table=table) as r:
+        for pos in np.random.default_rng(3).permutation(n)[:120]:
+            assert read_barcode(r.read(int(pos))) == pos
+        assert r.stats["lanes"] == VideoChunkReader.MAX_LANES
+        assert r.stats["opens"] == VideoChunkReader.MAX_LANES  # lanes are reused, not reopened
+        r.close()
+        assert read_barcode(r.read(200)) == 200  # reopens after close()
+    # a short GOP never opens a second lane: every target is near its keyframe
+    table, _, _ = write_chunk(path, "h264/mkv", n, keyframe_interval=25)
+    with VideoChunkReader(path, color=False, frame_table=table) as r:
+        for pos in np.random.default_rng(4).permutation(n)[:60]:
+            assert read_barcode(r.read(int(pos))) == pos
+        assert r.stats["lanes"] == 1

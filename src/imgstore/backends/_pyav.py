@@ -42,6 +42,7 @@ from typing import Any, Iterator, Mapping
 
 import av
 import av.error
+import av.filter
 import av.video.reformatter
 import numpy as np
 
@@ -181,6 +182,8 @@ _MJPEG_DEFAULT_QSCALE = 3
 #: Default GOP for inter-frame codecs: the measured size / random-access trade-off
 #: (docs/video-notes.md) favours 25 (1 s at the default 25 fps).
 _DEFAULT_GOP = 25
+#: Default GOP for lossless H.264 (no B-frames, large frames: see its spec)
+_LOSSLESS_GOP = 10
 
 _H264_MKV = VideoFormatSpec(
     name="h264/mkv", codec="libx264", extension=".mkv", muxer="matroska", lossless=False,
@@ -188,10 +191,15 @@ _H264_MKV = VideoFormatSpec(
     container_options=_ro(_MKV_OPTIONS),
     # Random access is decode-bound, so the defaults favour decoding speed (measured in
     # docs/video-notes.md): tune=fastdecode (CAVLC, no deblocking / weighted
-    # prediction) decodes 2-2.5x faster for ~18 % more bytes at the same PSNR, and
-    # without a B-pyramid every B-frame is a non-reference frame the reader skips on
-    # its way to a target (+20-40 % random reads, size unchanged)
-    codec_options=_ro({"preset": _X264_PRESET, "tune": "fastdecode", "x264-params": "b-pyramid=none"}),
+    # prediction) decodes 2-2.5x faster for ~18 % more bytes at the same PSNR; without
+    # a B-pyramid every B-frame is a non-reference frame the reader skips on its way
+    # to a target (+20-40 % random reads, size unchanged); and b-adapt=0 always puts
+    # x264's 3 B-frames between reference frames, so a random read decodes at most
+    # every 4th frame whatever the content (static scenes: identical files; moving
+    # content that adaptive placement coded with more P-frames: -20 to -30 % bytes,
+    # -0.1 to -0.3 dB PSNR, +50-60 % random reads)
+    codec_options=_ro({"preset": _X264_PRESET, "tune": "fastdecode",
+                       "x264-params": "b-pyramid=none:b-adapt=0"}),
     quality_option="crf", default_quality=_X264_DEFAULT_CRF,
     default_keyframe_interval=_DEFAULT_GOP, reference=True,
     description="H.264 (libx264) in Matroska; crash-safe; the best default for long recordings",
@@ -242,7 +250,11 @@ _H264_LOSSLESS_MKV = VideoFormatSpec(
     # lossless H.264 4.6x faster for 11 % more bytes (docs/video-notes.md)
     codec_options=_ro({"preset": _X264_PRESET, "qp": "0", "tune": "fastdecode",
                        "x264-params": "b-pyramid=none"}),
-    default_keyframe_interval=_DEFAULT_GOP,
+    # x264 codes no B-frames at qp 0, so a random read decodes every frame from the
+    # keyframe; lossless inter prediction saves little on noisy footage: a keyframe
+    # every 10 frames costs 0.5-2 % more bytes than every 25 for 2.3x faster random
+    # reads (all-intra: +4 to +33 % bytes, 7-8x; docs/video-notes.md)
+    default_keyframe_interval=_LOSSLESS_GOP,
     description="H.264 lossless (qp 0) in Matroska; grey and BGR bit-exact",
 )
 
@@ -681,7 +693,8 @@ class VideoChunkWriter:
     bitrate : int, optional
         Target bits per second instead of constant quality (lossy formats only).
     keyframe_interval : int, optional
-        Maximum frames between keyframes (default: the format's, 25 for H.264/H.265).
+        Maximum frames between keyframes (default: the format's, 25 for H.264/H.265, 10 for
+        lossless H.264).
         Encoders may insert extra keyframes at scene cuts.
     pix_fmt : str, optional
         Encoder pixel format instead of the format's default (e.g. ``'yuv444p'``).
@@ -1072,6 +1085,95 @@ _PLANAR_YUV8 = {"yuv420p", "yuv422p", "yuv444p", "yuv440p", "yuv411p", "yuv410p"
 # a grey read takes plane 0 as is ("plane"), through the range LUT ("lut"), or converts
 _GREY_PLANE, _GREY_LUT, _GREY_CONVERT = 0, 1, 2
 
+# AV_CODEC_CAP_FRAME_THREADS: the decoder supports frame threading
+_CAP_FRAME_THREADS = 1 << 12
+
+
+class _BgrConverter:
+    """Decoded frame -> BGR ``ndarray``, the pixels of ``frame.to_ndarray(format='bgr24')``.
+
+    The conversion runs in a libavfilter graph (``scale=flags=bilinear,format=bgr24``):
+    the same swscale conversion as PyAV's :class:`VideoReformatter` with its default
+    bilinear flag (bit-identical, tested on every format the writer produces and on the
+    reference fixtures), but its output frames come from a buffer pool.  A reformatter
+    allocates a new output buffer per frame; at 1920x1080 (6 MB) that fresh memory
+    page-faulted on every frame in some processes (~1000 faults, 2.5 ms: more than the
+    conversion itself), depending on how glibc's heuristics happened to settle.  Pooled
+    buffers are reused once the caller drops the array of an earlier frame.  Graphs
+    that FFmpeg cannot build (old FFmpeg without the buffer's colour options) fall back
+    to the reformatter.
+    """
+
+    def __init__(self, reformatter: av.video.reformatter.VideoReformatter) -> None:
+        self._reformatter = reformatter
+        self._key: tuple | None = None
+        self._graph: av.filter.Graph | None = None
+        self._src = self._sink = None
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        key = (frame.width, frame.height, frame.format.name, int(frame.color_range), int(frame.colorspace))
+        if key != self._key:
+            self._key = key
+            self._graph = self._build(frame)
+        if self._graph is not None:
+            try:
+                self._src.push(frame)
+                return self._sink.pull().to_ndarray()
+            except (av.error.FFmpegError, ValueError) as exc:
+                _log.info("BGR conversion graph failed (%s); using the reformatter", exc)
+                self._graph = None
+        return self._reformatter.reformat(frame, format="bgr24", threads=1).to_ndarray()
+
+    def _build(self, frame: av.VideoFrame) -> av.filter.Graph | None:
+        try:
+            graph = av.filter.Graph()
+            # one thread: slicing the conversion competes with the decoder's threads
+            # (1920x1080 sequential: 580 frames/s with FFmpeg's default, 850 with one)
+            graph.threads = 1
+            src = graph.add("buffer", video_size=f"{frame.width}x{frame.height}", pix_fmt=str(int(frame.format)),
+                            time_base="1/1000", pixel_aspect="1/1", colorspace=str(int(frame.colorspace)),
+                            range=str(int(frame.color_range)))
+            # flags=bilinear: PyAV's reformatter default (what to_ndarray() uses); it
+            # matters only where the conversion resamples chroma (odd sizes)
+            scale = graph.add("scale", "flags=bilinear:threads=1")
+            fmt = graph.add("format", "pix_fmts=bgr24")
+            sink = graph.add("buffersink")
+            src.link_to(scale)
+            scale.link_to(fmt)
+            fmt.link_to(sink)
+            graph.configure()
+        except (av.error.FFmpegError, ValueError, TypeError) as exc:
+            _log.info("cannot build a BGR conversion graph (%s); using the reformatter", exc)
+            return None
+        self._src, self._sink = src, sink
+        return graph
+
+
+class _Lane:
+    """One demuxer + decoder of a chunk and the position it will output next."""
+
+    __slots__ = ("adaptive", "cc", "container", "cursor", "eof", "fresh", "packets", "pending", "stream",
+                 "threaded", "used")
+
+    def __init__(self) -> None:
+        self.container: av.container.InputContainer | None = None
+        self.stream = self.cc = None
+        self.packets: Iterator[av.Packet] | None = None
+        self.pending: collections.deque[av.VideoFrame] = collections.deque()
+        self.eof = False  # no more packets from the demuxer (or the decoder was drained)
+        self.cursor: int | None = None  # position the decoder will output next (None: unknown)
+        self.fresh = False  # nothing fed to the decoder yet (its threads can still change)
+        self.threaded = False  # the decoder uses frame threading
+        self.adaptive = False  # its threading follows the access pattern
+        self.used = 0  # when it last served a read
+
+    def close(self) -> None:
+        if self.container is not None:
+            _close_input(self.container)
+        self.container = self.stream = self.cc = self.packets = None
+        self.pending.clear()
+        self.cursor = None
+
 
 class VideoChunkReader:
     """Read frames of one video chunk by 0-based position, exactly.
@@ -1092,22 +1194,40 @@ class VideoChunkReader:
         None (chunks written by other software, or by a writer that crashed): the table
         is built once by demuxing the file (:func:`build_frame_table`).
     threads : int, optional
-        Decoder threads.  None (default): FFmpeg frame+slice threading (one thread per
-        core) for frames of at least :attr:`THREADED_PIXELS` pixels, single-threaded
-        below, except that FFV1 always decodes its slices in parallel (that does not
-        delay output).  Measured on 2 cores (docs/video-notes.md): at 640x480 frame
-        threading gains nothing sequentially and loses 15 % on random access (-40 %
-        when the other core is busy); at 1920x1080 it gains 50 % sequentially and 13 %
-        on random access.  1: strictly single-threaded.  0 (one per core) or N > 1:
-        frame+slice threading whatever the size.
+        Decoder threads.  None (default): chosen per access pattern.  Frames of at least
+        :attr:`THREADED_PIXELS` pixels or :attr:`HEAVY_FRAME_BYTES` compressed bytes
+        (on average) always use FFmpeg frame+slice threading (one thread per core);
+        FFV1 always decodes its slices in parallel.  Smaller frames of codecs with
+        frame threading (H.264, H.265) decode single-threaded for random access and
+        switch to frame threading for sequential reading: when a reader's first read is
+        position 0, or after :attr:`SEQUENTIAL_RUN` reads in a row of the next
+        position, at a keyframe; the first jump switches back.  Measured on 2 cores
+        with a consumer between reads (docs/video-notes.md): frame threading reads
+        640x480 sequentially 40-70 % faster but random access 25-30 % slower.
+        1: strictly single-threaded.  0 (one per core) or N > 1: frame+slice threading
+        whatever the size and access pattern.
 
     Notes
     -----
-    A reader keeps one demuxer and decoder open; it is not thread-safe.
+    Random access in long GOPs is served by up to :attr:`MAX_LANES` decoders ("lanes")
+    for frames below :attr:`THREADED_PIXELS` (about 4 MB each at 640x480): each stays
+    where its last read left it, and a read decodes forward from the lane closest
+    before the target in the same GOP instead of from the keyframe.  A reader is not
+    thread-safe.
     """
 
-    #: frame area from which the default decoder uses frame threading (~1280x720)
+    #: frame area from which the default decoder always uses frame threading (~1280x720)
     THREADED_PIXELS = 900_000
+    #: mean compressed frame size from which the default decoder always uses frame
+    #: threading, like large frames (decoding time grows with the bytes to decode)
+    HEAVY_FRAME_BYTES = 32 * 1024
+    #: reads of the next position in a row after which a small-frame reader switches to
+    #: frame threading (at a keyframe, where a new decoder costs no extra decoding)
+    SEQUENTIAL_RUN = 30
+    #: decoders a reader may keep for random access in long GOPs (small frames only)
+    MAX_LANES = 4
+    #: a seek opens another lane only for targets at least this far after their keyframe
+    LANE_MIN_RUN = 32
 
     def __init__(
         self,
@@ -1135,61 +1255,116 @@ class VideoChunkReader:
         # position of the last keyframe at or before each position (-1: none)
         idx = np.where(self._key, np.arange(n), -1)
         self._kf_before = np.maximum.accumulate(idx) if n else idx
-        self._container: av.container.InputContainer | None = None
+        self._intra = bool(np.all(self._key))
+        try:
+            # many bytes per frame (lossless H.264: ~95 KiB at 640x480) mean slow frames,
+            # where frame threading also pays off for random access
+            self._heavy = bool(n) and os.path.getsize(self._path) >= self.HEAVY_FRAME_BYTES * n
+        except OSError:
+            self._heavy = False
+        self._lanes: list[_Lane] = []
+        self._max_lanes = 1  # set when the first lane opens (depends on the codec)
+        self._can_skip = False
+        self._tick = 0
         self._grey_method: dict[tuple[str, int], int] = {}
         self._reformatter = av.video.reformatter.VideoReformatter()
+        self._bgr = _BgrConverter(self._reformatter)
         #: counters for tests and benchmarks: demuxer seeks, retries after a seek that
-        #: did not reach the target, (re)opens of the file, frames decoded
-        self.stats = {"seeks": 0, "retries": 0, "opens": 0, "decoded": 0}
-        self._reset_state()
+        #: did not reach the target, (re)opens of the file (one per lane and per
+        #: threading switch), frames decoded, switches between single-threaded and
+        #: frame-threaded decoding, and the most lanes open at once
+        self.stats = {"seeks": 0, "retries": 0, "opens": 0, "decoded": 0, "mode_switches": 0, "lanes": 0}
+        self._reset_pattern()
         if n:
-            self._open()
+            self._open_lane(None, threaded=False)
 
     # -- state -------------------------------------------------------------------------
-    def _reset_state(self) -> None:
-        """Forget the decoder position (after opening or when it is unknown)."""
-        self._packets: Iterator[av.Packet] | None = None
-        self._pending: collections.deque[av.VideoFrame] = collections.deque()
-        self._eof = False  # no more packets from the demuxer (or the decoder was drained)
-        self._cursor: int | None = None  # position the decoder will output next
+    def _reset_pattern(self) -> None:
+        """Forget the access history."""
         self._last: int | None = None  # position of the previous read
         self._prev_jump = False  # the previous read was a jump (not reachable forward)
+        self._run = 0  # reads in a row of the next position
 
-    def _open(self) -> None:
-        if self._container is not None:
-            _close_input(self._container)
-            self._container = None
+    def _open_lane(self, lane: _Lane | None, threaded: bool) -> _Lane:
+        """(Re)open `lane` (or a new one): a new demuxer at the start and a new decoder.
+
+        `threaded` asks for frame threading where the thread policy is adaptive (see
+        `threads` in the class docstring); fixed policies ignore it.
+        """
+        if lane is not None:
+            lane.close()
         container = _open_input(self._path)
         if container is None:
             raise ChunkReadError(errno.EIO, "video chunk holds no frame", self._path)
-        self._container = container
+        if lane is None:
+            lane = _Lane()
+            self._lanes.append(lane)
+            self.stats["lanes"] = max(self.stats["lanes"], len(self._lanes))
+        lane.container = container
+        lane.stream = container.streams.video[0]
+        lane.cc = lane.stream.codec_context
+        lane.eof = False
         self.stats["opens"] += 1
-        self._stream = container.streams.video[0]
-        self._cc = self._stream.codec_context
-        # thread settings only take effect when the decoder opens (first decode)
-        large = (self._cc.width or 0) * (self._cc.height or 0) >= self.THREADED_PIXELS
-        if self._threads is None and large and self._cc.name != "ffv1":
-            self._cc.thread_type = "AUTO"
-            self._cc.thread_count = 0
-        elif self._threads is not None and self._threads != 1:
-            self._cc.thread_type = "AUTO"
-            self._cc.thread_count = self._threads
-        elif self._cc.name == "ffv1" and self._threads is None:
-            # FFV1 slices decode in parallel without delaying output
-            self._cc.thread_type = "SLICE"
-            self._cc.thread_count = 0
-        else:
-            self._cc.thread_type = "NONE"
-            self._cc.thread_count = 1
-        self._intra = bool(np.all(self._key))
+        cc = lane.cc
         # skipping non-reference frames on the way to a target only pays off for codecs
         # with inter prediction
-        self._can_skip = (not self._intra) and self._cc.name in ("h264", "hevc")
-        last, prev_jump = getattr(self, "_last", None), getattr(self, "_prev_jump", False)
-        self._reset_state()
-        self._last, self._prev_jump = last, prev_jump
-        self._packets = container.demux(self._stream)
-        self._cursor = 0  # a fresh demuxer starts at the first frame
+        self._can_skip = (not self._intra) and cc.name in ("h264", "hevc")
+        large = (cc.width or 0) * (cc.height or 0) >= self.THREADED_PIXELS or self._heavy
+        self._max_lanes = self.MAX_LANES if (self._can_skip and not large and self._threads in (None, 1)) else 1
+        self._set_threads(lane, threaded, large)
+        lane.packets = container.demux(lane.stream)
+        lane.cursor = 0  # a fresh demuxer starts at the first frame
+        lane.fresh = True
+        return lane
+
+    def _set_threads(self, lane: _Lane, threaded: bool, large: bool) -> None:
+        """Thread settings; they only take effect when the decoder opens (first decode)."""
+        cc = lane.cc
+        lane.adaptive = False
+        if self._threads is None and cc.name == "ffv1":
+            # FFV1 slices decode in parallel without delaying output
+            cc.thread_type, cc.thread_count = "SLICE", 0
+        elif self._threads is None and large:
+            cc.thread_type, cc.thread_count = "AUTO", 0
+        elif self._threads is not None and self._threads != 1:
+            cc.thread_type, cc.thread_count = "AUTO", self._threads
+        elif self._threads is None and not self._intra and cc.codec.capabilities & _CAP_FRAME_THREADS:
+            lane.adaptive = True
+            if threaded:
+                cc.thread_type, cc.thread_count = "FRAME", 0
+            else:
+                cc.thread_type, cc.thread_count = "NONE", 1
+        else:
+            cc.thread_type, cc.thread_count = "NONE", 1
+        lane.threaded = cc.thread_count != 1
+
+    def _switch_threads(self, lane: _Lane, threaded: bool) -> None:
+        """Continue with a decoder of the other threading mode in `lane` (a fresh one)."""
+        self.stats["mode_switches"] += 1
+        if lane.fresh:
+            # nothing decoded yet: no need to reopen (adaptive lanes are never "large")
+            self._set_threads(lane, threaded, large=False)
+        else:
+            self._open_lane(lane, threaded)
+
+    def _choose_lane(self, position: int, kf: int) -> _Lane:
+        """The lane that reaches `position` with the least decoding."""
+        best = None
+        for lane in self._lanes:
+            c = lane.cursor
+            if c is not None and kf <= c <= position and (best is None or c > best.cursor):
+                best = lane
+        if best is None:
+            # a seek: another lane for targets far from their keyframe keeps the lanes
+            # spread over a long GOP; otherwise reuse an idle or the least recent one
+            if len(self._lanes) < self._max_lanes and position - kf >= self.LANE_MIN_RUN:
+                best = self._open_lane(None, threaded=False)
+            else:
+                idle = [lane for lane in self._lanes if lane.cursor is None]
+                best = idle[0] if idle else min(self._lanes, key=lambda lane: lane.used)
+        self._tick += 1
+        best.used = self._tick
+        return best
 
     # -- public ------------------------------------------------------------------------
     @property
@@ -1213,11 +1388,11 @@ class VideoChunkReader:
         """Return the frame at 0-based `position` (presentation order) in the chunk.
 
         Reading ``position == last + 1`` decodes the next frame without seeking.  Any
-        other position either decodes forward from the current decoder position (when
-        no keyframe lies between, so a seek could not save work) or seeks to the
-        keyframe at or before it and decodes forward to the frame whose pts is the
-        table's.  If that fails (a demuxer that seeks by decode time, an open GOP, a
-        damaged file) it seeks one keyframe earlier and finally decodes from the start.
+        other position either decodes forward from a decoder positioned before it in
+        the same GOP (a seek could not save work) or seeks to the keyframe at or before
+        it and decodes forward to the frame whose pts is the table's.  If that fails (a
+        demuxer that seeks by decode time, an open GOP, a damaged file) it seeks one
+        keyframe earlier and finally decodes from the start.
 
         Returns
         -------
@@ -1237,8 +1412,8 @@ class VideoChunkReader:
         position = int(position)
         if not 0 <= position < n:
             raise FrameIndexError(f"position {position} outside 0..{n - 1} of {self._path}")
-        if self._container is None:
-            self._open()
+        if not self._lanes:
+            self._open_lane(None, threaded=False)
         target = int(self._pts[position])
         kf = int(self._kf_before[position])
 
@@ -1248,22 +1423,36 @@ class VideoChunkReader:
         # two jumps in a row look like random access: then drain the decoder right
         # after the target's packet instead of decoding the frames its reorder buffer
         # holds back (~2 frames for x264); a drained decoder cannot go on, so the
-        # first jump after forward reading does not drain
-        drain = jump and self._prev_jump
+        # first jump after forward reading does not drain, nor does a read far into a
+        # long GOP when lanes keep decoders there
+        drain = jump and self._prev_jump and (self._max_lanes == 1 or position - kf < self.LANE_MIN_RUN)
         self._prev_jump = jump
         self._last = position
+        self._run = self._run + 1 if (last is not None and position == last + 1) else 0
+
+        lane = self._choose_lane(position, kf)
+        if lane.adaptive:
+            # frame threading for sequential reading, one thread for random access
+            if lane.threaded:
+                if jump:
+                    self._switch_threads(lane, False)
+            elif (lane.fresh and position == 0 and last is None) or (
+                    self._run >= self.SEQUENTIAL_RUN and self._key[position]):
+                # a reader started at the first frame, or a long run of next frames
+                # reaching a keyframe (a new decoder starts there without extra work)
+                self._switch_threads(lane, True)
 
         frame = None
-        cursor = self._cursor
+        cursor = lane.cursor
         if cursor is not None and cursor <= position and kf <= cursor:
             # the decoder is at or before the target in the same GOP: decode on
-            frame = self._decode_to(target, drain=False)
+            frame = self._decode_to(lane, target, drain=False)
         if frame is None:
-            frame = self._seek_and_decode(position, target, kf, drain)
-        self._cursor = None if self._eof and not self._pending else position + 1
+            frame = self._seek_and_decode(lane, position, target, kf, drain)
+        lane.cursor = None if lane.eof and not lane.pending else position + 1
         return self._to_array(frame)
 
-    def _seek_and_decode(self, position: int, target: int, kf: int, drain: bool) -> av.VideoFrame:
+    def _seek_and_decode(self, lane: _Lane, position: int, target: int, kf: int, drain: bool) -> av.VideoFrame:
         attempts: list[int | None] = []
         if kf >= 0:
             attempts.append(kf)
@@ -1277,16 +1466,16 @@ class VideoChunkReader:
                 self.stats["retries"] += 1
             try:
                 if start is None:
-                    self._open()
+                    self._open_lane(lane, lane.threaded)
                 else:
-                    self._seek(start)
+                    self._seek(lane, start)
             except (av.error.FFmpegError, OSError) as exc:
                 last_error = exc
                 continue
-            frame = self._decode_to(target, drain=drain)
+            frame = self._decode_to(lane, target, drain=drain)
             if frame is not None:
                 return frame
-        self._cursor = None
+        lane.cursor = None
         raise ChunkReadError(
             errno.EIO,
             f"frame at position {position} (pts {target}) cannot be decoded"
@@ -1294,26 +1483,25 @@ class VideoChunkReader:
             self._path,
         )
 
-    def _seek(self, kf_position: int) -> None:
-        self._cursor = None
-        self._pending.clear()
-        self._eof = False
+    def _seek(self, lane: _Lane, kf_position: int) -> None:
+        lane.cursor = None
+        lane.pending.clear()
+        lane.eof = False
         self.stats["seeks"] += 1
-        self._container.seek(int(self._pts[kf_position]), stream=self._stream,
-                             backward=True, any_frame=False)
+        lane.container.seek(int(self._pts[kf_position]), stream=lane.stream, backward=True, any_frame=False)
         # PyAV flushes the decoders on seek; flushing again is cheap and also leaves
         # the draining state explicitly
-        self._cc.flush_buffers()
-        self._packets = self._container.demux(self._stream)
+        lane.cc.flush_buffers()
+        lane.packets = lane.container.demux(lane.stream)
 
-    def _decode_to(self, target: int, drain: bool) -> av.VideoFrame | None:
+    def _decode_to(self, lane: _Lane, target: int, drain: bool) -> av.VideoFrame | None:
         """Decode forward to the frame with pts `target`; None if it is passed or absent."""
-        pending = self._pending
+        pending = lane.pending
         while True:
             while not pending:
-                if self._eof:
+                if lane.eof:
                     return None
-                self._feed(target, drain)
+                self._feed(lane, target, drain)
             frame = pending.popleft()
             pts = frame.pts
             if pts is None:
@@ -1324,22 +1512,23 @@ class VideoChunkReader:
                 return frame
             if pts > target:
                 # the target was skipped (not decodable from here): the caller seeks
-                self._cursor = None
+                lane.cursor = None
                 return None
 
-    def _feed(self, target: int, drain: bool) -> None:
-        """Demux and decode one packet into the pending frames."""
+    def _feed(self, lane: _Lane, target: int, drain: bool) -> None:
+        """Demux and decode one packet into the lane's pending frames."""
+        lane.fresh = False
         try:
-            packet = next(self._packets)
+            packet = next(lane.packets)
         except StopIteration:
-            self._eof = True
+            lane.eof = True
             return
         except av.error.FFmpegError as exc:
             # a truncated file: drain what the decoder holds and stop
             _log.warning("%s: demuxing failed: %s", self._path, exc)
-            self._drain()
+            self._drain(lane)
             return
-        cc = self._cc
+        cc = lane.cc
         pts = packet.pts
         if self._can_skip:
             # frames before the target that nothing else references need not be
@@ -1353,19 +1542,19 @@ class VideoChunkReader:
             _log.warning("%s: decoding failed at pts %s: %s", self._path, pts, exc)
             return
         self.stats["decoded"] += len(frames)
-        self._pending.extend(frames)
+        lane.pending.extend(frames)
         if drain and pts == target and packet.size:
-            self._drain()
+            self._drain(lane)
 
-    def _drain(self) -> None:
+    def _drain(self, lane: _Lane) -> None:
         """Flush every frame the decoder holds; it cannot take packets until a seek."""
-        self._eof = True
+        lane.eof = True
         try:
-            frames = self._cc.decode(None)
+            frames = lane.cc.decode(None)
         except av.error.FFmpegError:
             return
         self.stats["decoded"] += len(frames)
-        self._pending.extend(frames)
+        lane.pending.extend(frames)
 
     def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
         fh, fw = frame.height, frame.width
@@ -1374,11 +1563,7 @@ class VideoChunkReader:
         if fh < h or fw < w:
             raise ChunkReadError(errno.EIO, f"decoded frame {fh}x{fw} smaller than {h}x{w}", self._path)
         if self._color:
-            # one reformatter for the reader: it keeps its swscale context, whereas
-            # frame.to_ndarray() builds a new one for every decoded frame (0.8 ms even
-            # at 128x96).  threads=1: slicing the conversion costs more than it saves
-            # at these sizes (0.1 ms at 640x480, 0.65 ms at 1920x1080)
-            arr = self._reformatter.reformat(frame, format="bgr24", threads=1).to_ndarray()
+            arr = self._bgr(frame)
             if fh != h or fw != w:
                 arr = np.ascontiguousarray(arr[:h, :w])
             return arr
@@ -1410,10 +1595,10 @@ class VideoChunkReader:
 
     def close(self) -> None:
         """Release the file (reading again reopens it)."""
-        if self._container is not None:
-            _close_input(self._container)
-            self._container = None
-        self._reset_state()
+        for lane in self._lanes:
+            lane.close()
+        self._lanes = []
+        self._reset_pattern()
 
     def __enter__(self) -> "VideoChunkReader":
         return self
