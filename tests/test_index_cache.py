@@ -23,6 +23,7 @@ import imgstore
 from imgstore import _lock, errors, index_cache, ondisk
 from imgstore.backends.base import ImgStore
 from imgstore.testing.synthetic import make_synthetic_store, synthetic_frame
+from imgstore.testing.conformance import snapshot_files
 
 BIG = index_cache.READER_WRITE_MIN_CHUNKS  # chunks from which a reader writes the cache itself
 HOUR_NS = 3600 * 10**9
@@ -57,16 +58,6 @@ def _age(path: str, ns: int = HOUR_NS) -> None:
     for f in _index_files(path):
         st_ = os.stat(f)
         os.utime(f, ns=(st_.st_atime_ns, st_.st_mtime_ns - ns))
-
-
-def _snapshot(path: str) -> dict[str, tuple[int, int]]:
-    out = {}
-    for root, _, files in os.walk(path):
-        for f in files:
-            p = os.path.join(root, f)
-            st_ = os.stat(p)
-            out[os.path.relpath(p, path)] = (st_.st_size, st_.st_mtime_ns)
-    return out
 
 
 def _cache(path: str) -> str:
@@ -185,21 +176,21 @@ def test_appending_writer_reads_only_its_new_chunks(tmp_path, reads):
 def test_reading_a_small_store_changes_no_file(tmp_path):
     path = _write_store(str(tmp_path / "s"), n=10)
     os.unlink(_cache(path))  # no cache: still none after reading
-    before = _snapshot(path)
+    before = snapshot_files(path)
     with _open(path) as s:
         for i in range(len(s)):
             s.get_image(None, frame_index=i)
-    assert _snapshot(path) == before
+    assert snapshot_files(path) == before
     # a stale cache is ignored, but not rewritten either
     small = make_synthetic_store(str(tmp_path / "small"), 40, 4, frames="none")
     with _open(small) as s:
         s.save_index()
     ondisk.write_chunk_index(os.path.join(small, "000003", "index"),
                              {"frame_number": np.arange(4) + 500, "frame_time": np.arange(4.0)})
-    before = _snapshot(small)
+    before = snapshot_files(small)
     with _open(small) as s:
         assert s.frame_numbers[12:16].tolist() == [500, 501, 502, 503]
-    assert _snapshot(small) == before
+    assert snapshot_files(small) == before
 
 
 def test_big_store_reader_writes_cache_then_uses_it(tmp_path, reads, monkeypatch):

@@ -193,11 +193,11 @@ class StoreConformance:
             assert read_barcode(img) == fn
 
     def test_reading_changes_nothing(self, store_path):
-        before = _snapshot(store_path)
+        before = snapshot_files(store_path)
         with imgstore.new_for_filename(store_path) as s:
             for i in range(len(s)):
                 s.get_image(None, frame_index=i)
-        assert _snapshot(store_path) == before
+        assert snapshot_files(store_path) == before
 
     # ------------------------------------------------------------- writing
 
@@ -279,7 +279,8 @@ class StoreConformance:
             assert r.get_frame_metadata()["frame_number"] == list(range(n))
 
 
-def _snapshot(path: str) -> dict[str, tuple[int, int]]:
+def snapshot_files(path: str) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every file below ``path`` (to show that reading changed nothing)."""
     out = {}
     for root, _, files in os.walk(path):
         for f in files:
