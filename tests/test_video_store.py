@@ -118,3 +118,21 @@ def test_fps_estimated_from_frame_times_after_the_first_chunk(tmp_path):
     with av.open(os.path.join(path, "000002.mkv")) as c:
         st = c.streams.video[0]
         assert float(st.average_rate or st.guessed_rate) == pytest.approx(50.0, rel=0.02)
+
+
+def test_append_keeps_the_recorded_frame_rate(tmp_path):
+    path = str(tmp_path / "s")
+    with imgstore.new_for_format("h264/mkv", basedir=path, imgshape=(H, W), chunksize=10) as s:
+        for i in range(10):
+            s.add_image(make_frame(i, H, W), i, 100.0 + i / 10.0)  # a 10 fps camera, one chunk
+    with imgstore.new_for_filename(path, mode="a") as s:
+        assert s.estimated_fps() == pytest.approx(10.0)
+        for i in range(10, 15):
+            s.add_image(make_frame(i, H, W), i, 100.0 + i / 10.0)
+    with av.open(os.path.join(path, "000001.mkv")) as c:
+        st = c.streams.video[0]
+        assert float(st.average_rate or st.guessed_rate) == pytest.approx(10.0, rel=0.02)
+    with imgstore.new_for_filename(path) as s:
+        for i in range(15):
+            img, (fn, _) = s.get_image(i)
+            assert fn == i and read_barcode(img) == i

@@ -59,7 +59,6 @@ import os
 import random
 import struct
 import time
-import warnings
 import weakref
 import zlib
 from collections.abc import Sequence
@@ -67,8 +66,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _lock, ondisk
-from .errors import ChunkReadError, IndexCorruptError, StoreWriteError
+from . import ondisk
+from .errors import IndexCorruptError, StoreWriteError
 from .frame_index import FrameIndex
 
 if TYPE_CHECKING:
@@ -428,21 +427,7 @@ def _same(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) ->
 
 def _read_table(store: ImgStore, disk: _OnDisk, quiet: bool) -> tuple[np.ndarray, np.ndarray] | None:
     """A chunk's frames read the normal way (journal recovery, warnings, damaged_chunks)."""
-    try:
-        if quiet:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                table = store._load_chunk_table(disk.chunk_n, disk.base)
-        else:
-            table = store._load_chunk_table(disk.chunk_n, disk.base)
-    except (IndexCorruptError, ChunkReadError, OSError) as exc:
-        # the policy of ImgStore._iter_chunk_tables: strict raises, otherwise skip with a warning
-        if quiet:
-            return None
-        if store._strict:
-            raise
-        store._skip_chunk(disk.chunk_n, str(exc))
-        return None
+    table = store._read_chunk_table(disk.chunk_n, disk.base, quiet=quiet)
     if table is None:
         return None
     return (np.asarray(table["frame_number"], dtype=np.int64), np.asarray(table["frame_time"], dtype=np.float64))
@@ -635,16 +620,12 @@ def load_index(store: ImgStore) -> FrameIndex:
     """
     if not cache_enabled():
         return store._build_index()
-    # the state ImgStore._build_index sets up before reading chunks, mirrored: what was skipped,
-    # and whether a live writer's journaled chunk is expected (then it is read without a warning)
-    store.damaged_chunks = {}
-    locked = _lock.is_locked(store._basedir)
-    store._writer_alive = store._mode == "r" and locked
+    store._begin_scan()
     source = _source_from_file(store)
     result = _build_checked(store, source, quiet=False)
     _STATE[store] = result.cached
     if (not result.cache_current or result.refresh_racy) and len(result.cached.chunk_number) \
-            and store._mode == "r" and not locked and _may_write_as_reader(store, len(result.cached.chunk_number)):
+            and store._mode == "r" and not store._writer_alive and _may_write_as_reader(store, len(result.cached.chunk_number)):
         _try_write(store, result)
     return result.index
 

@@ -259,27 +259,45 @@ class ImgStore:
         return index_cache.save_index(self, path)
 
     def _build_index(self) -> FrameIndex:
+        self._begin_scan()
+        tables = [(chunk_n, table["frame_number"], table["frame_time"])
+                  for chunk_n, table in self._iter_chunk_tables()]
+        return FrameIndex.from_chunks(tables)
+
+    def _begin_scan(self) -> None:
+        """Reset what a scan of the chunks records: damaged chunks, and whether a writer is live."""
         from .._lock import is_locked
 
-        tables = []
         self.damaged_chunks = {}
         # a live writer's open chunk has only a journal: expected, so not worth a warning
         self._writer_alive = self._mode == "r" and is_locked(self._basedir)
-        for chunk_n, table in self._iter_chunk_tables():
-            tables.append((chunk_n, table["frame_number"], table["frame_time"]))
-        return FrameIndex.from_chunks(tables)
 
     def _iter_chunk_tables(self, keys: Sequence[str] = FRAME_MD) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         for chunk_n, base in sorted(self._list_chunks()):
-            try:
-                table = self._load_chunk_table(chunk_n, base, keys)
-            except (IndexCorruptError, ChunkReadError, OSError) as exc:
-                if self._strict:
-                    raise
-                self._skip_chunk(chunk_n, str(exc))
-                continue
+            table = self._read_chunk_table(chunk_n, base, keys)
             if table is not None:
                 yield chunk_n, table
+
+    def _read_chunk_table(self, chunk_n: int, base: str, keys: Sequence[str] = FRAME_MD,
+                          quiet: bool = False) -> dict[str, np.ndarray] | None:
+        """A chunk's table; None if it has none or is damaged.
+
+        A damaged chunk raises in strict mode, else it is recorded in ``damaged_chunks``
+        with a warning; ``quiet`` returns None for it silently, recording nothing.
+        """
+        try:
+            if not quiet:
+                return self._load_chunk_table(chunk_n, base, keys)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return self._load_chunk_table(chunk_n, base, keys)
+        except (IndexCorruptError, ChunkReadError, OSError) as exc:
+            if quiet:
+                return None
+            if self._strict:
+                raise
+            self._skip_chunk(chunk_n, str(exc))
+            return None
 
     def _skip_chunk(self, chunk_n: int, why: str) -> None:
         self.damaged_chunks[chunk_n] = why
@@ -429,6 +447,7 @@ class ImgStore:
             next_chunk = max(on_disk) + 1 if on_disk else 0
             self._input_shape = self._append_input_shape()
             self._input_dtype = np.dtype(self._smd.imgdtype)
+            self._resume_after(index)
             self._start_writing(first_chunk=next_chunk, frames_before=len(index))
             if len(index):
                 self._frame_min, self._frame_max = index.frame_min, index.frame_max
@@ -444,6 +463,9 @@ class ImgStore:
     def _configure_append(self, options: dict[str, Any]) -> None:
         if options:
             raise TypeError(f"unexpected argument(s) for appending: {sorted(options)}")
+
+    def _resume_after(self, index: FrameIndex) -> None:
+        """Hook: learn what a backend needs from the frames already in a store it appends to."""
 
     def _start_writing(self, first_chunk: int, frames_before: int) -> None:
         self._encode = self._write_encoder()
@@ -1003,26 +1025,17 @@ class ImgStore:
         once, atomically (a new inode), so an unchanged (inode, size, mtime) means unchanged
         frames; chunks without an index (the writer's open chunk) are always read again.
         """
-        from .._lock import is_locked
-
         memo: dict[int, tuple[tuple, np.ndarray, np.ndarray]] = getattr(self, "_rescan_memo", {})
         fresh: dict[int, tuple[tuple, np.ndarray, np.ndarray]] = {}
         tables = []
-        self.damaged_chunks = {}
-        self._writer_alive = is_locked(self._basedir)
+        self._begin_scan()
         for chunk_n, base in sorted(self._list_chunks()):
             key = _index_file_key(base)
             seen = memo.get(chunk_n)
             if key is not None and seen is not None and seen[0] == key:
                 fn, ft = seen[1], seen[2]
             else:
-                try:
-                    table = self._load_chunk_table(chunk_n, base)
-                except (IndexCorruptError, ChunkReadError, OSError) as exc:
-                    if self._strict:
-                        raise
-                    self._skip_chunk(chunk_n, str(exc))
-                    continue
+                table = self._read_chunk_table(chunk_n, base)
                 if table is None:
                     continue
                 fn, ft = table["frame_number"], table["frame_time"]

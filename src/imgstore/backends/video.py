@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import ondisk
 from ..errors import ChunkReadError, InvalidFrameMetadataError, UnsupportedFormatError
+from ..frame_index import FrameIndex
 from ..ondisk import StoreMetadata
 from .base import ImgStore, ImgStoreWarning
 
@@ -106,6 +107,8 @@ class VideoImgStore(ImgStore):
             self._check_odd_shape(shape)
         self._readers: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._writer = None
+        # frame times of the latest frames written, for estimated_fps()
+        self._recent_times: collections.deque[float] = collections.deque(maxlen=200)
         if self._mode == "r":
             _pyav()  # import PyAV now, not on the first frame read (~50 ms)
 
@@ -161,6 +164,10 @@ class VideoImgStore(ImgStore):
 
     # ------------------------------------------------------------------ writing
 
+    def _resume_after(self, index: FrameIndex) -> None:
+        # appended chunks get the rate the recording had, not the default
+        self._recent_times.extend(index.frame_time[-self._recent_times.maxlen:].tolist())
+
     def _open_write_chunk(self, chunk_n: int) -> None:
         h, w = self._smd.imgshape[:2]
         options = dict(self._writer_options)
@@ -175,7 +182,7 @@ class VideoImgStore(ImgStore):
         Timestamps in the file follow the frame times anyway; the nominal rate tells the
         encoder how many frames make a second (rate control, keyframe spacing in time).
         """
-        times = np.asarray(getattr(self, "_recent_times", ()), dtype=np.float64)
+        times = np.asarray(self._recent_times, dtype=np.float64)
         if len(times) >= 3:
             step = float(np.median(np.diff(times)))
             if step > 0:
@@ -184,8 +191,6 @@ class VideoImgStore(ImgStore):
 
     def _write_image(self, img: np.ndarray, frame_number: int, frame_time: float) -> dict[str, Any]:
         pts = self._writer.write(img, frame_time=frame_time)
-        if not hasattr(self, "_recent_times"):
-            self._recent_times: collections.deque[float] = collections.deque(maxlen=200)
         self._recent_times.append(frame_time)
         return {"pts": pts}
 
