@@ -70,6 +70,8 @@ class Profile:
     index_frames: int
     index_lookups_ours: int
     index_lookups_ref: int
+    week_frames: int = 0          # issue 6's week-long store (7 days at 30 frames/s); 0: not run
+    week_lookups_ref: int = 10    # the reference takes ~2.5 s per lookup by time there
 
 
 PROFILES = {
@@ -85,7 +87,7 @@ PROFILES = {
                                   n_dir=120, chunk_dir=60, n_video=300, chunk_video=300,
                                   n_random=20, gop_variants=(), time_cap=6.0)],
                     reps=2, time_cap=20.0, fixture_random=100_000, index_frames=2_160_000,
-                    index_lookups_ours=1000, index_lookups_ref=30),
+                    index_lookups_ours=1000, index_lookups_ref=30, week_frames=18_144_000),
 }
 
 
@@ -458,22 +460,24 @@ class Bench:
         return out
 
     # ---- large index
-    def index_phase(self) -> dict:
-        path = os.path.join(self.work, "index", f"n{self.p.index_frames}")
+    def index_phase(self, n_frames: int, lookups_ref: int, images_per_chunk: int = 10,
+                    label: str = "index") -> dict:
+        """Open and lookup times on a metadata-only npy store of ``n_frames`` (10 000-frame chunks)."""
+        path = os.path.join(self.work, "index", f"n{n_frames}")
         t0 = time.monotonic()
-        built = layout.make_index_store(path, self.p.index_frames, chunksize=10000, images_per_chunk=10)
+        built = layout.make_index_store(path, n_frames, chunksize=10000, images_per_chunk=images_per_chunk)
         log(f"index store {path}: {built['n_frames']} frames ready in {time.monotonic() - t0:.1f} s")
         targets = built["targets"]
         cap = max(60.0, self.p.time_cap * 3)
 
         def tasks(lib, rep):
             _clean_store_root(path)
-            n = self.p.index_lookups_ours if lib == "ours" else self.p.index_lookups_ref
+            n = self.p.index_lookups_ours if lib == "ours" else lookups_ref
             return [{"id": f"index|r{rep}", "kind": "index", "basedir": path, "targets": targets,
                      "n_lookups": n, "open_repeats": 3 if lib == "ours" else 1, "time_cap": cap,
-                     "timeout": cap * 4 + 300}]
+                     "timeout": cap * 4 + 600}]
 
-        res = self.alternate("index", tasks)
+        res = self.alternate(label, tasks)
         metrics: dict = {}
         per_lib = {lib: [r.get(f"index|r{rep}") for rep, r in enumerate(res.get(lib, []))] for lib in self.libs}
         per_lib = {lib: [r for r in v if r is not None] for lib, v in per_lib.items()}
@@ -497,7 +501,7 @@ class Bench:
                     over[lib] = {"error": look.get("error") or img.get("error") or "n/a"}
             metrics[f"overhead_{mode}_ms"] = over
         note = (f"Ours: {self.p.index_lookups_ours} lookups per mode; reference: "
-                f"{self.p.index_lookups_ref} per mode (its sqlite index scans the table on every lookup), "
+                f"{lookups_ref} per mode (its sqlite index scans the table on every lookup), "
                 "per-lookup time extrapolates linearly. Each index task starts from the bare store (files a "
                 "library left in the store folder, such as an index cache, are removed first); 'first open' "
                 "is the first open in that process, 'open' the best of 3 for ours (later opens may use a "
@@ -587,7 +591,7 @@ def parse_args(argv=None):
     ap.add_argument("--rebuild-reference-venv", action="store_true")
     ap.add_argument("--libs", default="ours,reference", help="comma list: ours, reference (default both)")
     ap.add_argument("--reps", type=int, default=None, help="repeats per library (default 2)")
-    ap.add_argument("--skip", default="", help="comma list of phases to skip: fixtures,index,physical")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: fixtures,index,week,physical")
     ap.add_argument("--keep-work", action="store_true", help="keep written stores after the run")
     args = ap.parse_args(argv)
     args.libs = [x.strip() for x in args.libs.split(",") if x.strip()]
@@ -637,7 +641,11 @@ def main(argv=None) -> int:
         bench.read_phase(size, size_cases)
         cases += size_cases
     fixtures = [] if "fixtures" in args.skip else bench.fixture_phase()
-    index = None if "index" in args.skip else bench.index_phase()
+    index = week = None
+    if "index" not in args.skip:
+        index = bench.index_phase(profile.index_frames, profile.index_lookups_ref)
+    if profile.week_frames and "week" not in args.skip:
+        week = bench.index_phase(profile.week_frames, profile.week_lookups_ref, images_per_chunk=2, label="week")
     physical = None if "physical" in args.skip or "ours" not in args.libs else bench.physical_phase(cases)
 
     meta["duration_s"] = time.monotonic() - t0
@@ -646,7 +654,7 @@ def main(argv=None) -> int:
             "cases": [{"key": c.key, "title": c.title, "size": c.size.key, "fmt": c.fmt, "gop": c.gop,
                        "written_by": c.written_by, "store": c.store, "notes": c.notes, "metrics": c.metrics,
                        "raw": c.raw} for c in cases],
-            "fixtures": fixtures, "index": index, "physical": physical, "warnings": bench.warnings}
+            "fixtures": fixtures, "index": index, "week": week, "physical": physical, "warnings": bench.warnings}
     data["goals"], data["published"] = report.evaluate(data, quick=args.quick)
     markdown = report.render(data)
 
