@@ -22,6 +22,8 @@ in the ``physical`` task, which the runner sends to our venv only).
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import os
 import shutil
@@ -251,8 +253,12 @@ class Checker:
         return out
 
 
-def _sequential(path: str, expected: list, barcode: dict, time_cap: float) -> dict:
-    """Read from the start with get_next_image until EOFError (or the time cap)."""
+def _timed_reads(path: str, reads, barcode: dict, time_cap: float, eof_ends: bool = False) -> dict:
+    """Time ``reads(store)``: (expected frame_number, call) pairs, each call returning (img, md).
+
+    Stops at the end of the pairs, past the time cap or (``eof_ends``: sequential reading) at
+    EOFError; only the calls are timed, the barcode checks are not.
+    """
     import imgstore
     store = imgstore.new_for_filename(path)
     checker = Checker(barcode)
@@ -261,48 +267,14 @@ def _sequential(path: str, expected: list, barcode: dict, time_cap: float) -> di
     deadline = _now() + time_cap
     capped = False
     try:
-        while True:
+        for expected, call in reads(store):
             t0 = _now()
             try:
-                img, md = store.get_next_image()
+                img, md = call()
             except EOFError:
+                if not eof_ends:
+                    raise
                 break
-            spent += _now() - t0
-            checker.check(img, expected[n] if n < len(expected) else -1, md)
-            n += 1
-            if _now() > deadline:
-                capped = True
-                break
-    finally:
-        store.close()
-    out = {"frames": n, "seconds": spent, "fps": n / spent if spent else None, "capped": capped}
-    out.update(checker.summary())
-    return out
-
-
-def _random(path: str, mode: str, order: list, fns: list, fts: list, barcode: dict,
-            time_cap: float, half_period: float) -> dict:
-    """Random access in a fixed order: by frame_number, frame_index or frame_time."""
-    import imgstore
-    store = imgstore.new_for_filename(path)
-    checker = Checker(barcode)
-    spent = 0.0
-    n = 0
-    deadline = _now() + time_cap
-    capped = False
-    try:
-        for idx in order:
-            expected = fns[idx]
-            t0 = _now()
-            if mode == "number":
-                img, md = store.get_image(expected, exact_only=True)
-            elif mode == "index":
-                img, md = store.get_image(None, exact_only=True, frame_index=idx)
-            elif mode == "time":
-                # a little after the frame's time, well within half a frame period
-                img, md = store.get_nearest_image(fts[idx] + 0.25 * half_period)
-            else:
-                raise ValueError(f"unknown random mode {mode!r}")
             spent += _now() - t0
             checker.check(img, expected, md)
             n += 1
@@ -315,6 +287,35 @@ def _random(path: str, mode: str, order: list, fns: list, fts: list, barcode: di
            "per_call_ms": 1000 * spent / n if n else None, "capped": capped}
     out.update(checker.summary())
     return out
+
+
+def _sequential(path: str, expected: list, barcode: dict, time_cap: float) -> dict:
+    """Read from the start with get_next_image until EOFError (or the time cap)."""
+    def reads(store):
+        for i in itertools.count():
+            yield (expected[i] if i < len(expected) else -1), store.get_next_image
+
+    return _timed_reads(path, reads, barcode, time_cap, eof_ends=True)
+
+
+def _random(path: str, mode: str, order: list, fns: list, fts: list, barcode: dict,
+            time_cap: float, half_period: float) -> dict:
+    """Random access in a fixed order: by frame_number, frame_index or frame_time."""
+    if mode not in ("number", "index", "time"):
+        raise ValueError(f"unknown random mode {mode!r}")
+
+    def reads(store):
+        for idx in order:
+            if mode == "number":
+                call = functools.partial(store.get_image, fns[idx], exact_only=True)
+            elif mode == "index":
+                call = functools.partial(store.get_image, None, exact_only=True, frame_index=idx)
+            else:
+                # a little after the frame's time, well within half a frame period
+                call = functools.partial(store.get_nearest_image, fts[idx] + 0.25 * half_period)
+            yield fns[idx], call
+
+    return _timed_reads(path, reads, barcode, time_cap)
 
 
 def random_order(count: int, n: int, seed: int) -> list:

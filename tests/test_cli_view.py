@@ -195,11 +195,7 @@ def test_no_display_prints_ssh_hint(store_path):
         urllib.request.urlopen(urllib.request.Request(url + "quit", data=b"", method="POST"), timeout=10)
         assert proc.wait(timeout=15) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        stop(proc)
 
 
 # ---------------------------------------------------------------------- the page in Chromium
@@ -242,6 +238,15 @@ def start_viewer(store_path: str, *extra: str) -> tuple[subprocess.Popen, str]:
         proc.kill()
         raise AssertionError(f"no URL printed: {line!r} {proc.stderr.read()!r}")
     return proc, m.group(0)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kill the viewer if the test left it running; close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
 
 
 def shown_frame(driver) -> np.ndarray:
@@ -341,11 +346,7 @@ def test_page_in_chromium(driver, store_path):
         assert proc.wait(timeout=15) == 0
         wait.until(lambda d: "viewer stopped" in text("status"))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        stop(proc)
 
 
 def test_escape_quits(driver, store_path):
@@ -365,8 +366,4 @@ def test_escape_quits(driver, store_path):
         out = proc.stdout.read()
         assert "viewer stopped" in out
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        stop(proc)
