@@ -82,13 +82,22 @@ def new_for_format(fmt: str, path: str | os.PathLike | None = None, **kwargs: An
     """
     mode = kwargs.setdefault("mode", "w")
     if mode in "ra":
-        return new_for_filename(path if path is not None else kwargs.pop("basedir"), **kwargs)
+        basedir = kwargs.pop("basedir", None)
+        if path is not None and basedir is not None:
+            raise ValueError("path and basedir are mutually exclusive")
+        if path is None and basedir is None:
+            raise ValueError(f"should be a path to a store {STORE_MD_FILENAME} file or a directory containing one")
+        kwargs.pop("format", None)  # a store's format is read from its metadata
+        return new_for_filename(path if path is not None else basedir, **kwargs)
     basedir, _ = resolve_store_path(path, kwargs.pop("basedir", None), read=False)
     kwargs["basedir"] = basedir
     kwargs.setdefault("imgdtype", np.uint8)
+    # the reference set kwargs['format'] = fmt itself: callers that pass both (its own tests
+    # and many programs build one kwargs dict with format= in it) get fmt, as there
+    kwargs["format"] = fmt
     for cls in store_classes():
         if cls.supports_format(fmt):
-            return cls(format=fmt, **kwargs)
+            return cls(**kwargs)
     raise UnsupportedFormatError(
         f"store class not found which supports format {fmt!r}; supported: {get_supported_formats()}")
 
