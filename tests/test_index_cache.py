@@ -135,9 +135,9 @@ def test_writer_leaves_a_cache_the_reader_uses(tmp_path, reads, monkeypatch):
         assert s.frame_numbers.tolist() == list(range(10))
         assert s.frame_times.tolist() == [1000.0 + i for i in range(10)]
         assert s.chunks == [0, 1, 2, 3]
-        assert _is_mapped(s._index.frame_number) and _is_mapped(s._index.frame_time)
+        assert _is_mapped(s.index.frame_number) and _is_mapped(s.index.frame_time)
         # sortedness came from the cache: no O(n) check, no sort
-        assert s._index._number_order is None and s._index._number_sorted is not None
+        assert s.index._number_order is None and s.index._number_sorted is not None
         np.testing.assert_array_equal(s.get_image(7)[0], np.full((4, 4), 7, np.uint8))
     assert {0, 3} <= set(reads) and len(reads) <= 3
 
@@ -204,7 +204,7 @@ def test_big_store_reader_writes_cache_then_uses_it(tmp_path, reads, monkeypatch
     assert os.path.exists(_cache(path))
     reads.clear()
     with _open(path) as s:
-        assert _is_mapped(s._index.frame_number)
+        assert _is_mapped(s.index.frame_number)
         second = (s.frame_numbers.copy(), s.frame_times.copy(), s.chunks)
     assert 2 <= len(reads) <= 3  # spot checks only
     for got in (first, second):
@@ -310,7 +310,7 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, damage, caplog, monkeypa
     assert "index cache ignored" in caplog.text
     index_cache.read_cache_header(c)  # a big store's reader wrote a good one back
     with _open(path) as s:
-        assert _is_mapped(s._index.frame_number)
+        assert _is_mapped(s.index.frame_number)
 
 
 def test_damaged_frame_data_in_cache_caught_by_spot_check(tmp_path, caplog):
@@ -441,7 +441,7 @@ def test_unsorted_orders_come_from_the_cache(tmp_path, monkeypatch):
 
     with _open(path) as s:
         monkeypatch.setattr(np, "argsort", no_sorting)
-        assert s._index._number_order is not None and s._index._time_order is not None
+        assert s.index._number_order is not None and s.index._time_order is not None
         assert s.frame_index_of(int(fn[37])) == 37
         assert s.frame_index_at_time(float(ft[11]) + 0.1) == 11
 
@@ -450,7 +450,7 @@ def test_save_index_to_a_path_and_in_write_mode(tmp_path):
     path = _write_store(str(tmp_path / "s"))
     elsewhere = str(tmp_path / "copy.cache")
     with _open(path) as s:
-        assert s.save_index(elsewhere) == elsewhere
+        assert index_cache.save_index(s, elsewhere) == elsewhere
     assert index_cache.read_cache_header(elsewhere)["n_frames"] == 10
     w = imgstore.new_for_format("npy", basedir=str(tmp_path / "w"), imgshape=(4, 4), imgdtype=np.uint8)
     try:
@@ -496,7 +496,7 @@ def test_concurrent_builders_leave_a_valid_cache(tmp_path):
     assert not [f for f in os.listdir(path) if f.endswith(".partial")]
     index_cache.read_cache_header(_cache(path))
     with _open(path) as s:
-        assert _is_mapped(s._index.frame_number) and len(s) == (BIG + 4) * 4
+        assert _is_mapped(s.index.frame_number) and len(s) == (BIG + 4) * 4
 
 
 def test_cache_file_name_is_safe_for_both_libraries(tmp_path):
@@ -540,7 +540,7 @@ def test_lookups_equal_a_cacheless_open(chunks, data):
                 with _no_cache():
                     plain = _open(path)
             with _open(path) as cached:
-                a, b = plain._index, cached._index
+                a, b = plain.index, cached.index
                 np.testing.assert_array_equal(a.frame_number, b.frame_number)
                 np.testing.assert_array_equal(a.frame_time, b.frame_time)
                 assert a.chunks == b.chunks
@@ -600,11 +600,12 @@ def test_store_of_empty_chunks(tmp_path, reads, monkeypatch):
     reads.clear()
     with _open(path) as s:
         assert s.chunks == [1] and s.frame_numbers.tolist() == [0, 1, 2]
-        assert _is_mapped(s._index.frame_number)
+        assert _is_mapped(s.index.frame_number)
     assert len(reads) <= 3  # empty chunks are cached too, not re-read
     nothing = make_synthetic_store(str(tmp_path / "nothing"), 0, 4, frames="none", chunk_lengths=[0, 0])
     with _open(nothing) as s:
-        assert len(s) == 0 and s.save_index() == _cache(nothing)
+        assert len(s) == 0 and s.save_index() == os.path.join(nothing, ".index.sqlite")
+        assert os.path.exists(_cache(nothing))
     with _open(nothing) as s:
         assert len(s) == 0 and s.chunks == []
 

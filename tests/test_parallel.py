@@ -62,11 +62,11 @@ def test_dask_array_equals_serial_frames(stores, frames_per_block):
             assert arr.shape == (len(s), *s.image_shape) and arr.dtype == s.image_dtype
             # blocks never straddle chunks
             bounds = set(np.cumsum((0,) + arr.chunks[0]).tolist())
-            assert set(s._index.chunk_starts.tolist()) <= bounds
+            assert set(s.index.chunk_starts.tolist()) <= bounds
             if frames_per_block:
                 assert max(arr.chunks[0]) <= frames_per_block
             else:
-                assert arr.chunks[0] == tuple(np.diff(s._index.chunk_starts).tolist())
+                assert arr.chunks[0] == tuple(np.diff(s.index.chunk_starts).tolist())
             np.testing.assert_array_equal(arr.compute(scheduler="threads"), expected)
             np.testing.assert_array_equal(arr[2:7].compute(scheduler="sync"), expected[2:7])
 
@@ -224,7 +224,7 @@ def test_map_chunks_serial_and_on_the_cluster(stores, client):
     for k, path in enumerate(stores):
         with imgstore.new_for_filename(path) as s:
             for chunk_n in s.chunks:
-                sl = s._index.chunk_slice(chunk_n)
+                sl = s.index.chunk_slice(chunk_n)
                 frames = s[sl]
                 expected.append({"store": k, "chunk": chunk_n, "frame_index": sl.start,
                                  "frame_number": int(s.frame_numbers[sl.start]),

@@ -236,8 +236,9 @@ BAD_FRAMES = [
     ("img", [[0] * 24] * 16, errors.InvalidImageError, "numpy array"),
     ("img", np.zeros((*SHAPE, 3), np.uint8), errors.InvalidImageError, "shape"),
     ("img", np.zeros(SHAPE[::-1], np.uint8), errors.InvalidImageError, "shape"),
-    ("img", np.zeros(SHAPE, np.int8), errors.InvalidImageError, "dtype"),
-    ("img", np.zeros(SHAPE, bool), errors.InvalidImageError, "dtype"),
+    # other dtypes are cast only where no value changes (as imgstore 0.4 cast them, minus the damage)
+    ("img", np.full(SHAPE, -1, np.int8), errors.InvalidImageError, "int8 holds -1"),
+    ("img", np.full(SHAPE, 0.5), errors.InvalidImageError, "float64 holds 0.5"),
 ]
 
 
@@ -255,7 +256,7 @@ def test_rejected_frames_change_nothing(tmp_path, fmt):
             with pytest.raises(error, match=match) as info:
                 s.add_image(args["img"], args["frame_number"], args["frame_time"])
             assert isinstance(info.value, ValueError)
-            if match in ("shape", "dtype"):
+            if what == "img" and match != "numpy array":
                 assert path in str(info.value)
     with imgstore.new_for_filename(path) as r:
         assert_frames_exact(r, range(len(BAD_FRAMES)))

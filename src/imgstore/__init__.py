@@ -38,14 +38,29 @@ __all__ = [
     "ensure_color",
     "ensure_grayscale",
     "FourCC",
+    "main_test",
+    "test",
     "__version__",
 ]
 
+#: submodules that ``import imgstore`` makes reachable as attributes (``imgstore.stores.X``, as
+#: with the reference) without importing them up front
+_LAZY_MODULES = frozenset({"stores", "util", "constants", "index", "apps", "align", "parallel", "cli", "testing",
+                           "timezones"})
+
 
 def __getattr__(name: str):
+    import importlib
+
     # the video backend imports PyAV: only pay for it when it is used
     if name == "VideoImgStore":
         from .backends.video import VideoImgStore
 
         return VideoImgStore
+    if name in ("main_test", "test"):
+        from .apps import main_test
+
+        return main_test
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'imgstore' has no attribute {name!r}")

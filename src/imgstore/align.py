@@ -245,7 +245,7 @@ class MultiStore:
 
     def _sorted_keys(self, store: ImgStore) -> tuple[np.ndarray | None, np.ndarray]:
         # FrameIndex's sorted views (computed once, or loaded with the index cache)
-        index = store._index
+        index = store.index
         return index._by_time() if self._by == "frame_time" else index._by_number()
 
     def _check_tolerance(self, tolerance: float | None) -> float:

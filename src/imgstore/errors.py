@@ -18,6 +18,7 @@ __all__ = [
     "FrameNotFoundError",
     "FrameIndexError",
     "IndexCorruptError",
+    "IndexFileError",
     "ChunkReadError",
     "StoreWriteError",
     "InvalidImageError",
@@ -67,6 +68,13 @@ class FrameIndexError(ImgStoreError, IndexError, ValueError):
 
 class IndexCorruptError(ImgStoreError, ValueError):
     """A chunk index exists but cannot be used (arrays of different lengths, bad dtype...)."""
+
+
+class IndexFileError(IndexCorruptError, OSError):
+    """An index file (the reference's ``.index.sqlite``) is missing, not an index, or of another version.
+
+    Also an ``OSError``: the reference raised ``IOError`` here.
+    """
 
 
 class ChunkReadError(ImgStoreError, OSError):

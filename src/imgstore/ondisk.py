@@ -24,6 +24,7 @@ died. The reference library ignores these files.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import datetime
 import json
@@ -51,6 +52,8 @@ from .errors import (
 STORE_MD_KEY = "__store"
 STORE_MD_FILENAME = "metadata.yaml"
 STORE_LOCK_FILENAME = ".lock"
+#: the reference's optional SQLite frame index (``close(save_index=True)``, ``save_index()``)
+STORE_INDEX_FILENAME = ".index.sqlite"
 FORMAT_VERSION = 2
 FRAME_MD = ("frame_number", "frame_time")
 
@@ -159,6 +162,8 @@ class StoreMetadata:
     timezone_local: str | None = None
     extension: str | None = None
     other: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the mapping as read from ``metadata.yaml`` (None for metadata made here)
+    source: dict[str, Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def new(
@@ -238,6 +243,7 @@ class StoreMetadata:
             timezone_local=_str_or_none(_take("timezone_local")),
             extension=_str_or_none(_take("extension")),
             other=rest,
+            source=copy.deepcopy(dict(smd)),
         )
 
     def to_mapping(self) -> dict[str, Any]:

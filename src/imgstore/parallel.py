@@ -175,7 +175,7 @@ class BlockReader:
         """The open store and the frame_index of the block's first frame, checked against the store."""
         for attempt in range(2):
             store = open_cached(self.ref, refresh=attempt > 0)
-            sl = store._index.chunk_slice(self.chunk_n)
+            sl = store.index.chunk_slice(self.chunk_n)
             if sl.stop - sl.start >= self.stop:
                 return store, sl.start + self.start
         # chunks do not shrink while a store is recorded: the store was rewritten or damaged
@@ -233,7 +233,7 @@ def iter_blocks(store: ImgStore, frames_per_block: int | None = None) -> Iterato
     """
     ref = StoreRef.of(store)
     per = _frames_per_block(store, frames_per_block)
-    index = store._index
+    index = store.index
     shape, dtype_ = _frame_layout(store, ref)
     dtype = dtype_.str
     for k, chunk_n in enumerate(index.chunk_numbers):
@@ -483,7 +483,7 @@ def map_chunks(func: Callable[[np.ndarray, np.ndarray, np.ndarray], Any], stores
 
 
 def _whole_chunks(store: ImgStore) -> int:
-    index = store._index
+    index = store.index
     lengths = np.diff(index.chunk_starts)
     return max(1, int(lengths.max()) if len(lengths) else 1)
 

@@ -37,8 +37,10 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..frame_index import FrameIndex
+from ..index import ImgStoreIndex
 from ..imageops import check_encoding, encoding_decoder
-from ..ondisk import FRAME_MD, STORE_MD_FILENAME, StoreMetadata
+from ..ondisk import FRAME_MD, STORE_INDEX_FILENAME, STORE_MD_FILENAME, StoreMetadata
+from .compat import ReferencePrivates
 
 log = logging.getLogger("imgstore")
 _NO_DECODE = encoding_decoder(None)
@@ -50,7 +52,7 @@ class ImgStoreWarning(UserWarning):
     """A store was opened but something in it needed attention (a chunk skipped or recovered)."""
 
 
-class ImgStore:
+class ImgStore(ReferencePrivates):
     """Base class of the store backends (the reference's ``_ImgStore``).
 
     Parameters
@@ -73,6 +75,9 @@ class ImgStore:
         In ``'w'`` mode, replace an existing store at ``basedir`` instead of refusing.
     strict
         In ``'r'`` mode, raise on a damaged chunk instead of warning and skipping it.
+    index
+        In ``'r'`` mode, an :class:`~imgstore.index.ImgStoreIndex` to use instead of reading
+        the chunks' indexes (e.g. one saved by :meth:`save_index`), as in imgstore 0.4.
     """
 
     # ------------------------------------------------------------ capabilities
@@ -113,8 +118,10 @@ class ImgStore:
             raise TypeError("basedir is required")
         if mode not in ("r", "w", "a") or mode not in self._supported_modes:
             raise ModeError(f"mode {mode!r} not supported (choose from {list(self._supported_modes)})")
-        if index is not None:
-            raise TypeError("index= is not supported: the frame index is built from the chunks")
+        if index is not None and not isinstance(index, ImgStoreIndex):
+            raise TypeError(f"index must be of type ImgStoreIndex, not {type(index).__name__}")
+        if index is not None and mode != "r":
+            raise ModeError(f"index= is for reading; a store opened in mode {mode!r} builds its own")
         for legacy in ("seek", "gpu_id", "videosize"):
             options.pop(legacy, None)  # accepted by the reference's constructors, meaningless here
 
@@ -122,6 +129,8 @@ class ImgStore:
         self._mode = mode
         self._strict = strict
         self._closed = False
+        self._supplied_index: ImgStoreIndex | None = index
+        self._listed_chunks: list[tuple[int, str]] | None = None
         self._decode = _NO_DECODE
         self._lock: StoreLock | None = None
         self.damaged_chunks: dict[int, str] = {}
@@ -238,7 +247,10 @@ class ImgStore:
 
     def _open_read(self) -> None:
         self._read_metadata()
-        self._index = self._load_index()
+        if self._supplied_index is not None:
+            self._frame_index = self._supplied_index.frame_index
+        else:
+            self._frame_index = self._load_index()
 
     def _load_index(self) -> FrameIndex:
         """The frame index of a store opened for reading."""
@@ -248,15 +260,24 @@ class ImgStore:
         return index_cache.load_index(self)
 
     def save_index(self, path: str | os.PathLike | None = None) -> str | None:
-        """Write the index cache that makes big stores open instantly; return its path.
+        """Save the frame index as imgstore 0.4 did: a SQLite ``.index.sqlite``; return its path.
 
-        Readers only (a writer saves it when it closes; then this does nothing and returns
-        None). ``path`` defaults to ``.imgstore-index.cache`` in the store, where it is used;
-        see :mod:`imgstore.index_cache`.
+        Readers only (for writers this does nothing and returns None, as in the reference;
+        use ``close(save_index=True)``). ``path`` defaults to ``.index.sqlite`` in the store;
+        open it with :meth:`imgstore.index.ImgStoreIndex.new_from_file` and pass it as
+        ``index=``. Without ``path`` the index cache that makes big stores open instantly
+        (:mod:`imgstore.index_cache`) is refreshed too.
         """
-        from .. import index_cache
+        if self._mode != "r":
+            return None
+        self._require_mode("r", "save_index")
+        target = os.fspath(path) if path is not None else os.path.join(self._basedir, STORE_INDEX_FILENAME)
+        ImgStoreIndex.from_frame_index(self._frame_index).to_file(target)
+        if path is None:
+            from .. import index_cache
 
-        return index_cache.save_index(self, path)
+            index_cache.save_index(self)
+        return target
 
     def _build_index(self) -> FrameIndex:
         self._begin_scan()
@@ -346,7 +367,7 @@ class ImgStore:
         return True
 
     def _is_own_live_chunk(self, chunk_n: int) -> bool:
-        return self._mode != "r" and chunk_n == getattr(self, "_chunk_n", None)
+        return self._mode != "r" and chunk_n == getattr(self, "_write_chunk_n", None)
 
     def _open_write(self, imgshape, imgdtype, chunksize, metadata, encoding, fmt, overwrite, options) -> None:
         if imgshape is None or imgdtype is None or fmt is None:
@@ -475,6 +496,7 @@ class ImgStore:
         self._t0 = self._tN = float("nan")
         self._chunks_closed: list[int] = []
         self._write_failure: BaseException | None = None
+        self._warned_cast = False
         self._open_chunk(first_chunk)
 
     def _write_encoder(self):
@@ -484,7 +506,7 @@ class ImgStore:
     # ================================================================== writing
 
     def _open_chunk(self, chunk_n: int) -> None:
-        self._chunk_n = chunk_n
+        self._write_chunk_n = chunk_n
         base = self._chunk_base(chunk_n)
         # the new chunk's empty state comes first: if opening it fails (disk full), close()
         # must not write the previous chunk's frames as this chunk's index
@@ -513,17 +535,17 @@ class ImgStore:
     def _finish_chunk(self, last: bool) -> None:
         """Close the open chunk: payload, index (atomically), extra data, journal."""
         n = len(self._chunk_table["frame_number"])
-        base = self._chunk_base(self._chunk_n)
+        base = self._chunk_base(self._write_chunk_n)
         if self._journal is None:
             # the chunk failed to open (write error): no frame or extra data reached it
             self._close_write_chunk(0)
-            self._remove_chunk_payload(self._chunk_n)
+            self._remove_chunk_payload(self._write_chunk_n)
             self._extra_writer.discard()
             return
         final_arrays = self._close_write_chunk(n) or {}
         if n == 0 and self._extra_writer.n_records == 0 and last:
             # an empty trailing chunk is dropped rather than left for readers to skip
-            self._remove_chunk_payload(self._chunk_n)
+            self._remove_chunk_payload(self._write_chunk_n)
             self._journal.close(remove=True)
             self._extra_writer.discard()
             return
@@ -534,7 +556,7 @@ class ImgStore:
         ondisk.write_chunk_index(base, arrays, self._smd)
         self._extra_writer.finalize()
         self._journal.close(remove=True)
-        self._chunks_closed.append(self._chunk_n)
+        self._chunks_closed.append(self._write_chunk_n)
 
     def _check_frame_metadata(self, frame_number: Any, frame_time: Any) -> tuple[int, float]:
         if isinstance(frame_number, (bool, np.bool_)):
@@ -560,9 +582,34 @@ class ImgStore:
         if img.shape != shape and not (len(shape) == 3 and shape[2] == 1 and img.shape == shape[:2]):
             raise InvalidImageError(f"image has shape {img.shape}, store {self._basedir!r} expects {shape}")
         if img.dtype != self._input_dtype:
-            raise InvalidImageError(f"image has dtype {img.dtype}, store {self._basedir!r} expects "
-                                    f"{self._input_dtype}")
+            return self._cast_exactly(img)
         return img
+
+    def _cast_exactly(self, img: np.ndarray) -> np.ndarray:
+        """``img`` in the store's dtype if the cast changes no value, else :class:`InvalidImageError`.
+
+        imgstore 0.4 cast whatever it was given (OpenCV and numpy writers did), so programs
+        pass e.g. float64 frames of integral values to a uint8 store (SLEAP 1.4's export).
+        """
+        target = self._input_dtype
+        if img.dtype.kind not in "biuf" or target.kind not in "biuf":
+            raise InvalidImageError(f"image has dtype {img.dtype}, store {self._basedir!r} expects {target}")
+        with np.errstate(invalid="ignore", over="ignore"):
+            cast = img.astype(target)
+        changed = cast != img  # fractions, values out of range and NaN (for integer stores) differ
+        if target.kind == "f" and img.dtype.kind == "f":
+            changed &= ~(np.isnan(cast) & np.isnan(img))
+        if changed.any():
+            bad = img[changed].flat[0]
+            raise InvalidImageError(
+                f"image of dtype {img.dtype} holds {bad.item()!r}, which {target} cannot hold exactly "
+                f"(store {self._basedir!r} expects {target} images)")
+        if not self._warned_cast:
+            self._warned_cast = True
+            warnings.warn(f"{self._basedir}: images of dtype {img.dtype} are converted to the store's {target} "
+                          f"(their values fit exactly); pass {target} images to avoid the copy",
+                          ImgStoreWarning, stacklevel=4)
+        return cast
 
     def add_image(self, img: np.ndarray, frame_number: int, frame_time: float) -> None:
         """Append one frame.
@@ -606,12 +653,12 @@ class ImgStore:
         if len(table["frame_number"]) >= self._smd.chunksize:
             try:
                 self._finish_chunk(last=False)
-                self._open_chunk(self._chunk_n + 1)
+                self._open_chunk(self._write_chunk_n + 1)
             except ondisk.StoreWriteError as exc:
                 # this frame is stored (journaled), so add_image returns as promised; the failed
                 # chunk change stops the writer: the next write raises, close() tries it again
                 self._write_failure = exc
-                log.error("%s: changing from chunk %d failed: %s", self._basedir, self._chunk_n, exc)
+                log.error("%s: changing from chunk %d failed: %s", self._basedir, self._write_chunk_n, exc)
             except BaseException as exc:
                 self._write_failure = exc
                 raise
@@ -678,10 +725,11 @@ class ImgStore:
 
     def _read_at(self, frame_index: int, move_cursor: bool) -> tuple[np.ndarray, FrameMetadata]:
         self._require_mode("r", "reading frames")
-        chunk_n, position = self._index.locate(frame_index)
-        img = self._decode(self._read_image(chunk_n, position))
-        fn = int(self._index.frame_number[frame_index])
-        ft = float(self._index.frame_time[frame_index])
+        chunk_n, position = self._frame_index.locate(frame_index)
+        # C-contiguous: programs draw on frames with OpenCV, which refuses strided views
+        img = np.ascontiguousarray(self._decode(self._read_image(chunk_n, position)))
+        fn = int(self._frame_index.frame_number[frame_index])
+        ft = float(self._frame_index.frame_time[frame_index])
         if move_cursor:
             self._cursor = int(frame_index)
             self.frame_number, self.frame_time = fn, ft
@@ -691,17 +739,17 @@ class ImgStore:
         """The frame after the last one read; raises ``EOFError`` after the last frame."""
         self._require_mode("r", "get_next_image")
         nxt = self._cursor + 1
-        if nxt >= len(self._index):
-            raise EOFError(f"end of store {self._basedir!r} ({len(self._index)} frames)")
+        if nxt >= len(self._frame_index):
+            raise EOFError(f"end of store {self._basedir!r} ({len(self._frame_index)} frames)")
         return self._read_at(nxt, move_cursor=True)
 
     def get_next_framenumber(self) -> int:
         """frame_number of the frame :meth:`get_next_image` would return."""
         self._require_mode("r", "get_next_framenumber")
         nxt = self._cursor + 1
-        if nxt >= len(self._index):
-            raise EOFError(f"end of store {self._basedir!r} ({len(self._index)} frames)")
-        return int(self._index.frame_number[nxt])
+        if nxt >= len(self._frame_index):
+            raise EOFError(f"end of store {self._basedir!r} ({len(self._frame_index)} frames)")
+        return int(self._frame_index.frame_number[nxt])
 
     def get_image(self, frame_number: int | None, exact_only: bool = True,
                   frame_index: int | None = None) -> tuple[np.ndarray, FrameMetadata]:
@@ -724,17 +772,17 @@ class ImgStore:
         """
         self._require_mode("r", "get_image")
         if frame_index is not None:
-            i = self._index.check_index(frame_index)
+            i = self._frame_index.check_index(frame_index)
         elif exact_only:
-            i = self._index.find_number(frame_number)
+            i = self._frame_index.find_number(frame_number)
         else:
-            i = self._index.nearest_number(frame_number)
+            i = self._frame_index.nearest_number(frame_number)
         return self._read_at(i, move_cursor=True)
 
     def get_nearest_image(self, frame_time: float) -> tuple[np.ndarray, FrameMetadata]:
         """The frame whose frame_time is closest to ``frame_time`` (seconds since the epoch)."""
         self._require_mode("r", "get_nearest_image")
-        return self._read_at(self._index.nearest_time(frame_time), move_cursor=True)
+        return self._read_at(self._frame_index.nearest_time(frame_time), move_cursor=True)
 
     # ------------------------------------------------------------------ array view
 
@@ -747,7 +795,7 @@ class ImgStore:
         Does not move the classic API's cursor.
         """
         self._require_mode("r", "indexing")
-        n = len(self._index)
+        n = len(self._frame_index)
         if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
             i = int(key)
             if i < 0:
@@ -794,6 +842,11 @@ class ImgStore:
         return np.dtype(self._smd.imgdtype)
 
     @property
+    def index(self) -> FrameIndex:
+        """The frame index: where each frame lives (:class:`~imgstore.frame_index.FrameIndex`)."""
+        return self._index_or_written()
+
+    @property
     def frame_numbers(self) -> np.ndarray:
         """frame_number of every frame in store order (read-only int64 array)."""
         return _readonly(self._index_or_written().frame_number)
@@ -814,11 +867,11 @@ class ImgStore:
 
     def _index_or_written(self) -> FrameIndex:
         if self._mode == "r":
-            return self._index
+            return self._frame_index
         # a writer answers from what it has written: closed chunks from disk, the open one from memory
         tables = [(c, t["frame_number"], t["frame_time"]) for c, t in self._iter_chunk_tables()
-                  if c != self._chunk_n]
-        tables.append((self._chunk_n, np.asarray(self._chunk_table["frame_number"], dtype=np.int64),
+                  if c != self._write_chunk_n]
+        tables.append((self._write_chunk_n, np.asarray(self._chunk_table["frame_number"], dtype=np.int64),
                        np.asarray(self._chunk_table["frame_time"], dtype=np.float64)))
         return FrameIndex.from_chunks(tables)
 
@@ -832,27 +885,27 @@ class ImgStore:
     @property
     def frame_count(self) -> int:
         """Number of frames in the store (written so far, when writing)."""
-        return len(self._index) if self._mode == "r" else self._frame_count
+        return len(self._frame_index) if self._mode == "r" else self._frame_count
 
     @property
     def frame_min(self) -> int | float:
         """Smallest frame_number (nan when empty)."""
-        return self._index.frame_min if self._mode == "r" else self._frame_min
+        return self._frame_index.frame_min if self._mode == "r" else self._frame_min
 
     @property
     def frame_max(self) -> int | float:
         """Largest frame_number (nan when empty)."""
-        return self._index.frame_max if self._mode == "r" else self._frame_max
+        return self._frame_index.frame_max if self._mode == "r" else self._frame_max
 
     @property
     def frame_time_min(self) -> float:
         """Earliest frame_time."""
-        return self._index.frame_time_min if self._mode == "r" else self._t0
+        return self._frame_index.frame_time_min if self._mode == "r" else self._t0
 
     @property
     def frame_time_max(self) -> float:
         """Latest frame_time."""
-        return self._index.frame_time_max if self._mode == "r" else self._tN
+        return self._frame_index.frame_time_max if self._mode == "r" else self._tN
 
     @property
     def duration(self) -> float:
@@ -863,7 +916,7 @@ class ImgStore:
     @property
     def chunks(self) -> list[int]:
         """Numbers of the chunks that hold frames (when writing: the chunks closed so far)."""
-        return self._index.chunks if self._mode == "r" else list(self._chunks_closed)
+        return self._frame_index.chunks if self._mode == "r" else list(self._chunks_closed)
 
     @property
     def user_metadata(self) -> dict[str, Any]:
@@ -971,6 +1024,29 @@ class ImgStore:
         """Paths of the extra-data files."""
         return [p for _, p in self._iter_extra_data_files(extensions)]
 
+    def get_extra_data_samplerate(self) -> float:
+        """Sample rate of the sensor data in Motif ``.extra_data.h5`` files (one dataset only).
+
+        Raises
+        ------
+        MetadataError
+            No such file or dataset has a sample rate, or several datasets do (read them
+            with :func:`imgstore.util.motif_extra_data_h5_attrs`).
+        """
+        from .. import _motif
+
+        paths = self.find_extra_data_files(extensions=(".extra_data.h5",))
+        for path in paths:
+            attrs = _motif.read_motif_h5_attrs(path)
+            datasets = attrs["_datasets"]
+            if len(datasets) > 1:
+                raise MetadataError(f"{path}: several datasets ({', '.join(datasets)}) with their own sample "
+                                    f"rates: read them with imgstore.util.motif_extra_data_h5_attrs")
+            if len(datasets) == 1 and "samplerate" in attrs.get(datasets[0], {}):
+                return attrs[datasets[0]]["samplerate"]
+        raise MetadataError(f"no sample rate in the extra data of {self._basedir!r} "
+                            f"({len(paths)} .extra_data.h5 file(s) looked at)")
+
     def get_extra_data(self, ignore_corrupt_chunks: bool = False):
         """All extra data as a pandas DataFrame (None if there is none)."""
         import pandas as pd
@@ -1009,13 +1085,14 @@ class ImgStore:
             soon as they are complete on disk (never half a frame).
         """
         self._require_mode("r", "refresh")
-        before = len(self._index)
+        before = len(self._frame_index)
         # decoders opened on a growing chunk only know the frames present when they opened
         self._close_readers()
+        self._supplied_index = None  # it describes the store as it was
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ImgStoreWarning)  # a live chunk is expected to lack an index
-            self._index = self._rescan_index()
-        return len(self._index) - before
+            self._frame_index = self._rescan_index()
+        return len(self._frame_index) - before
 
     def _rescan_index(self) -> FrameIndex:
         """The index again, re-reading only chunks whose index file changed since the last rescan.
@@ -1071,19 +1148,19 @@ class ImgStore:
         self._require_mode("r", "reindex")
         import pandas as pd
 
-        fn = self._index.frame_number
+        fn = self._frame_index.frame_number
         zeros = np.flatnonzero(fn == 0)
         if len(zeros) != 1:
             raise ValueError(f"{len(zeros)} frame_number=0 found (should be 1)")
         zero_idx = int(zeros[0])
         new = fn.copy()
         new[:zero_idx] = np.arange(-zero_idx, 0)
-        for chunk_n in self._index.chunks:
-            sl = self._index.chunk_slice(chunk_n)
+        for chunk_n in self._frame_index.chunks:
+            sl = self._frame_index.chunk_slice(chunk_n)
             base = self._chunk_base(chunk_n)
             path = ondisk.find_index_file(base)
             table = load_all_index_arrays(path) if path else {}
-            table["frame_time"] = self._index.frame_time[sl]
+            table["frame_time"] = self._frame_index.frame_time[sl]
             table["_frame_number_before_reindex"] = fn[sl]
             table["frame_number"] = new[sl]
             ondisk.write_chunk_index(base, table)
@@ -1098,16 +1175,26 @@ class ImgStore:
                     df["_frame_number_before_reindex"] = df["frame_number"]
                     df["frame_number"] = new[df["frame_index"].astype(int).to_numpy()]
                     ondisk.atomic_write_bytes(ed_path, df.to_json(orient="records").encode())
-        self._index = self._build_index()
+        self._frame_index = self._build_index()
 
     def close(self, save_index: bool = False) -> None:
-        """Finish writing (indexes, extra data, lock) or release readers. Idempotent."""
+        """Finish writing (indexes, extra data, lock) or release readers. Idempotent.
+
+        Parameters
+        ----------
+        save_index
+            Writers only: also save the frame index as imgstore 0.4's ``.index.sqlite``
+            (see :meth:`save_index`).
+        """
         if self._closed:
             return
         try:
             if self._mode in "wa":
                 self._finish_chunk(last=True)
                 self._after_write_closed()
+                if save_index:
+                    ImgStoreIndex.new_from_chunks(self._list_chunks()).to_file(
+                        os.path.join(self._basedir, STORE_INDEX_FILENAME))
             else:
                 self._close_readers()
         finally:

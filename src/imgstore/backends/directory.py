@@ -190,6 +190,11 @@ class DirectoryImgStore(ImgStore):
         path = os.path.join(basedir, ondisk.chunk_name(chunk_n), "%06d.%s" % (frame_n, smd.format))
         return read_image_file(path, smd.format, len(shape) == 3 and shape[-1] == 3, smd.imgdtype)
 
+    @staticmethod
+    def _open_image(path: str, format: str, color: bool) -> np.ndarray:  # noqa: A002 - the reference's name
+        """Read one frame file (imgstore 0.4's helper)."""
+        return read_image_file(path, format, color)
+
     @property
     def lossless(self) -> bool:
         """False only for jpg."""

@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -140,6 +140,15 @@ class VideoImgStore(ImgStore):
     def _video_path(self, chunk_n: int) -> str:
         return self._chunk_base(chunk_n) + self._ext
 
+    _chunk_payload_path = _video_path
+
+    @property
+    def _capfn(self) -> str | None:
+        """imgstore 0.4's name for the video file in use: the chunk being written, or last read."""
+        if self._mode != "r":
+            return self._video_path(self._chunk_n)
+        return self._video_path(self._chunk_n) if self._cursor >= 0 else None
+
     def _list_chunks(self) -> list[tuple[int, str]]:
         out = []
         with os.scandir(self._basedir) as it:
@@ -241,7 +250,7 @@ class VideoImgStore(ImgStore):
                 f"{video_path} holds {len(table['pts'])} frames but {len(checked)} frame_numbers were given")
         # the open (possibly empty) chunk is closed first so the adopted file gets the next number
         self._finish_chunk(last=True)
-        chunk_n = self._chunk_n if self._chunk_n not in self._chunks_closed else self._chunk_n + 1
+        chunk_n = self._write_chunk_n if self._write_chunk_n not in self._chunks_closed else self._write_chunk_n + 1
         dest = self._video_path(chunk_n)
         (shutil.move if move else shutil.copyfile)(os.fspath(video_path), dest)
         fn = np.array([c[0] for c in checked], dtype=np.int64)
@@ -294,6 +303,14 @@ class VideoImgStore(ImgStore):
         while self._readers:
             _, reader = self._readers.popitem()
             reader.close()
+
+    @staticmethod
+    def _get_chunk_extension(metadata: Mapping[str, Any]) -> str:
+        """The chunk file extension a ``__store`` mapping implies (imgstore 0.4's helper)."""
+        if metadata.get("extension"):
+            return str(metadata["extension"])
+        # stores from before the 'extension' key: mjpeg wrote .avi, everything else (Motif) .mp4
+        return ".avi" if metadata.get("format") == "mjpeg" else ".mp4"
 
     @classmethod
     def _extract_only_frame(cls, basedir: str, chunk_n: int, frame_n: int, smd: StoreMetadata) -> np.ndarray:
