@@ -49,6 +49,23 @@ def pytest_report_header(config):
 
 
 @pytest.fixture(scope="session")
+def ref_python() -> str:
+    """The interpreter of the reference venv (imgstore 0.4.0).
+
+    Skips without one, except where ``IMGSTORE_REQUIRE_REFERENCE`` is set (CI makes the venv):
+    there a missing venv fails, so the cross-library tests cannot silently stop running.
+    """
+    from imgstore.testing.reference import reference_python
+
+    python = reference_python()
+    if python is None:
+        if os.environ.get("IMGSTORE_REQUIRE_REFERENCE"):
+            pytest.fail("IMGSTORE_REQUIRE_REFERENCE is set but there is no reference venv")
+        pytest.skip("no reference venv (.venv-reference or IMGSTORE_REFERENCE_PYTHON)")
+    return python
+
+
+@pytest.fixture(scope="session")
 def manifest() -> dict:
     if not (FIXTURES / "manifest.json").exists():
         pytest.skip(f"reference fixtures not found at {FIXTURES} (set IMGSTORE_FIXTURES)")

@@ -62,7 +62,7 @@ def test_sleap_imgstore_video_reads(any_store):
     path, barcode = any_store
     filename = os.path.abspath(path + "/metadata.yaml")  # SLEAP always passes .../metadata.yaml
     store = imgstore.new_for_filename(filename)
-    img, (frame_number, frame_timestamp) = store.get_next_image()
+    img, (_frame_number, _frame_timestamp) = store.get_next_image()
     height, width = img.shape[0], img.shape[1]
     channels = 1 if len(img.shape) < 3 else img.shape[2]
     assert (height, width) == store.image_shape[:2] and img.dtype == np.dtype("uint8")
@@ -230,7 +230,7 @@ def test_flyhostel(any_store):
     store = imgstore.new_for_filename(path)  # a folder
     numbers = store.get_frame_metadata()["frame_number"]
     for frame_number in (numbers[1], numbers[len(numbers) // 2], numbers[-1]):
-        frame, (frame_number_, frame_time) = store.get_image(frame_number)
+        frame, (frame_number_, _frame_time) = store.get_image(frame_number)
         assert frame_number_ == frame_number and barcode(frame) == frame_number
         metadata = store._index.get_all_metadata()
         real_fn = metadata["frame_number"].index(frame_number)
@@ -242,7 +242,7 @@ def test_flyhostel(any_store):
     with pytest.raises(ValueError):  # FlyHostel's library.py catches this ValueError of list.index
         store._get_chunk_metadata(store._chunk_n)["frame_number"].index(-999)
     times = store.get_frame_metadata()["frame_time"]
-    frame, (fn, ft) = store.get_nearest_image(times[5] + 0.001)
+    frame, (fn, _ft) = store.get_nearest_image(times[5] + 0.001)
     assert fn == numbers[5] and store._index.find_chunk("frame_number", fn)[0] == store._chunk_n
     assert os.path.join(store._basedir, "x").startswith(path) and store._metadata["chunksize"] > 0
     df = pd.DataFrame(store._index.get_all_metadata())
@@ -284,7 +284,7 @@ def test_pinpoint_store_reader(any_store):
     shape = store.image_shape
     frames, frames_idx = [], []
     for idx in metaindex[[0, 2, 1, len(metaindex) - 1]]:  # numpy integers
-        frame, (frame_idx, timestamp) = store.get_image(idx, exact_only=False)
+        frame, (frame_idx, _timestamp) = store.get_image(idx, exact_only=False)
         frames.append(frame)
         frames_idx.append(frame_idx)
         assert frame_idx == idx and barcode(frame) == idx
@@ -307,7 +307,7 @@ def test_loopbio_mux_audio_example(tmp_path, fixtures_dir):
     assert store._ext == ".mp4"
     mp4s = store._chunk_paths
     assert mp4s == [os.path.join(src, "000000.mp4"), os.path.join(src, "000001.mp4")]  # concat order
-    listing = "".join("file '%s'\n" % p for p in mp4s)
+    listing = "".join(f"file '{p}'\n" for p in mp4s)
     assert listing.count("file") == 2
     buf = io.StringIO()
     ts = generate_timecodes(store, buf)
@@ -325,8 +325,8 @@ def test_loopbio_plot_examples(any_store):
         df = store.get_extra_data(ignore_corrupt_chunks=True)
         fts = np.asarray(df["frame_time"])
         fns = np.asarray(df["frame_number"])
-        for ft, fn in zip(fts[:3], fns[:3]):
-            img, (got_fn, got_ft) = store.get_nearest_image(ft)
+        for ft, fn in zip(fts[:3], fns[:3], strict=False):
+            img, (got_fn, _got_ft) = store.get_nearest_image(ft)
             assert got_fn == fn and barcode(img) == fn
     _img, _ = store.get_next_image()
     _is_color = (_img.shape[-1] == 3) & (_img.ndim == 3)
@@ -357,7 +357,7 @@ def test_fishmad(tmp_path):
     assert framelist["FrameNumber"].tolist() == list(range(5, 25))
     seen = []
     for i in range(int(store.frame_min), store.frame_max - 1):
-        img, (md) = store.get_image(np.int64(i))
+        _img, (md) = store.get_image(np.int64(i))
         seen.append(md[0])
     assert seen == list(range(5, 23))
     out = imgstore.new_for_format("mjpeg", mode="w", basedir=str(tmp_path / "drawn"), imgshape=store.image_shape,

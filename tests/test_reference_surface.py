@@ -255,7 +255,7 @@ def test_private_names_are_views_of_the_real_state(tmp_path, fmt):
 def test_private_read_path_methods(tmp_path):
     _write(tmp_path / "s", numbers=range(100, 112)).close()
     with imgstore.new_for_filename(str(tmp_path / "s")) as r:
-        img, (fn, ft) = r._get_image(2, 1)
+        img, (fn, _ft) = r._get_image(2, 1)
         assert fn == 111 and read_barcode(img) == 111 and r._chunk_n == 2
         assert r._get_image_by_frame_index(3)[1][0] == 103
         assert r._get_image_by_frame_number(104, exact_only=True)[1][0] == 104

@@ -16,7 +16,7 @@ from imgstore.cli import main as cli_main
 from imgstore.cli import repair as cli_repair
 from imgstore.repair import RepairReport, repair
 from imgstore.testing.barcode import make_frame, read_barcode
-from imgstore.testing.reference import read_in_reference, reference_python
+from imgstore.testing.reference import read_in_reference
 
 from .test_crash_torture import HEIGHT, WIDTH, is_video, make_plan, run_and_kill, torture_formats
 
@@ -183,8 +183,7 @@ def test_report_str():
 # ------------------------------------------------------------------------------ the reference library
 
 
-@pytest.mark.skipif(reference_python() is None, reason="no reference venv (.venv-reference or IMGSTORE_REFERENCE_PYTHON)")
-def test_repaired_stores_open_in_the_reference(tmp_path):
+def test_repaired_stores_open_in_the_reference(tmp_path, ref_python):
     """Crashed stores, once repaired, read in imgstore 0.4.0: every frame, in order, with its extra data."""
     reference_formats = {"npy", "png", "jpg", "mjpeg/avi", "h264/mkv", "avc1/mp4"}
     expected = {}
@@ -195,7 +194,7 @@ def test_repaired_stores_open_in_the_reference(tmp_path):
         repair(path)
         with imgstore.new_for_filename(path) as s:
             expected[path] = {"numbers": s.frame_numbers.tolist(), "extra": len(s.get_extra_data())}
-    got = {r["path"]: r for r in read_in_reference(reference_python(), [{"path": p} for p in expected])}
+    got = {r["path"]: r for r in read_in_reference(ref_python, [{"path": p} for p in expected])}
     for path, want in expected.items():
         assert "error" not in got[path], got[path]
         assert got[path]["frame_number"] == want["numbers"], path

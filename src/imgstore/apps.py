@@ -15,7 +15,7 @@ import numpy as np
 
 from .factory import new_for_filename
 
-__all__ = ["main_viewer", "main_saver", "main_test", "generate_timecodes", "main_generate_timecodes"]
+__all__ = ["generate_timecodes", "main_generate_timecodes", "main_saver", "main_test", "main_viewer"]
 
 
 def main_viewer() -> int:

@@ -209,7 +209,7 @@ class ImgStoreIndex:
         for k, chunk_n in enumerate(fi.chunk_numbers.tolist()):
             start, stop = int(fi.chunk_starts[k]), int(fi.chunk_starts[k + 1])
             rows = zip([chunk_n] * (stop - start), range(stop - start),
-                       fi.frame_number[start:stop].tolist(), fi.frame_time[start:stop].tolist())
+                       fi.frame_number[start:stop].tolist(), fi.frame_time[start:stop].tolist(), strict=False)
             cur.executemany("INSERT INTO frames VALUES (?,?,?,?)", rows)
             # the reference stored the chunk's path; readers never used it
             cur.execute("INSERT INTO chunks VALUES (?, ?)", (chunk_n, ondisk.chunk_name(chunk_n)))

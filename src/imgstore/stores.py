@@ -10,8 +10,9 @@ import os
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .backends.base import ImgStore as _ImgStore
+from .backends.base import ImgStore
 from .backends.directory import DirectoryImgStore
+from .constants import DEVNULL
 from .factory import extract_only_frame, get_supported_formats, new_for_filename, new_for_format, resolve_store_path
 from .imageops import FourCC, ImageCodecProcessor, ensure_color, ensure_grayscale
 from .index import ImgStoreIndex
@@ -25,7 +26,6 @@ from .ondisk import (
     JsonCustomEncoder,
     read_metadata,
 )
-from .constants import DEVNULL
 from .util import (
     get_local_timezone_zoneinfo,
     motif_extra_data_h5_attrs,
@@ -34,32 +34,34 @@ from .util import (
 )
 
 __all__ = [
-    "new_for_filename",
-    "new_for_format",
-    "extract_only_frame",
-    "get_supported_formats",
-    "DirectoryImgStore",
-    "VideoImgStore",  # noqa: F822 - imported lazily by __getattr__
-    "ImgStoreIndex",
-    "STORE_MD_KEY",
-    "STORE_MD_FILENAME",
-    "STORE_LOCK_FILENAME",
-    "STORE_INDEX_FILENAME",
-    "EXTRA_DATA_FILE_EXTENSIONS",
     "DEVNULL",
+    "EXTRA_DATA_FILE_EXTENSIONS",
+    "STORE_INDEX_FILENAME",
+    "STORE_LOCK_FILENAME",
+    "STORE_MD_FILENAME",
+    "STORE_MD_KEY",
+    "DirectoryImgStore",
     "FourCC",
     "ImageCodecProcessor",
+    "ImgStoreIndex",
     "JsonCustomEncoder",
+    "VideoImgStore",  # noqa: F822 - imported lazily by __getattr__
     "ZoneInfo",
     "ensure_color",
     "ensure_grayscale",
+    "extract_only_frame",
     "get_local_timezone_zoneinfo",
+    "get_supported_formats",
     "motif_extra_data_h5_attrs",
     "motif_extra_data_h5_to_df",
     "motif_extra_data_json_to_df",
+    "new_for_filename",
+    "new_for_format",
 ]
 
 _FRAME_MD = FRAME_MD
+#: the reference's name of the store base class
+_ImgStore = ImgStore
 # the reference's debug switches (this package logs through the 'imgstore' logger instead)
 _VERBOSE_DEBUG_GETS = False
 _VERBOSE_DEBUG_CHUNKS = False

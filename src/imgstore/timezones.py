@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from .ondisk import local_timezone_name
 
-__all__ = ["local_timezone_name", "local_timezone", "recording_timezone", "to_local_datetime"]
+__all__ = ["local_timezone", "local_timezone_name", "recording_timezone", "to_local_datetime"]
 
 
 def local_timezone() -> ZoneInfo:
