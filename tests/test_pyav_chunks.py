@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from imgstore import errors
-from imgstore.backends._pyav import (
+from imgstore.backends.pyav import (
     VIDEO_FORMATS,
     VideoChunkReader,
     VideoChunkWriter,
@@ -500,7 +500,7 @@ def test_empty_chunk(tmp_path, fmt):
 
 _CRASH_CHILD = r"""
 import sys
-from imgstore.backends._pyav import VideoChunkWriter
+from imgstore.backends.pyav import VideoChunkWriter
 from imgstore.testing.barcode import make_frame
 path, fmt, fps = sys.argv[1], sys.argv[2], float(sys.argv[3])
 w = VideoChunkWriter(path, fmt, height=96, width=128, color=False, fps=fps)

@@ -28,7 +28,7 @@ _MAX_OPEN_READERS = 6
 
 
 def _pyav():
-    from . import _pyav as module
+    from . import pyav as module
 
     return module
 

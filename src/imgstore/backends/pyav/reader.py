@@ -1,0 +1,474 @@
+"""Reading one video chunk by frame position: decoder lanes, seeks and the thread policy.
+
+Owns :class:`VideoChunkReader`.  Every decoded frame's ``pts`` is compared with the chunk's
+frame table (:mod:`.frame_table`): a frame that cannot be found raises
+:class:`imgstore.errors.ChunkReadError` rather than returning a neighbour.  Random access
+in long GOPs keeps up to :attr:`VideoChunkReader.MAX_LANES` decoders ("lanes") where their
+last reads left them; small frames switch between single-threaded decoding (random
+access) and frame threading (sequential reading) as the access pattern changes.  Turning a
+decoded frame into an array is :mod:`.pixels`' job.
+
+See ``docs/video-notes.md`` for the measurements behind the defaults chosen here.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import av
+import av.error
+import av.video.reformatter
+import numpy as np
+
+from ...errors import ChunkReadError, FrameIndexError
+from .frame_table import build_frame_table, check_table, close_input, open_input
+from .pixels import BgrConverter, GreyConverter
+
+__all__ = ["VideoChunkReader"]
+
+_log = logging.getLogger(__name__)
+
+# AV_CODEC_CAP_FRAME_THREADS: the decoder supports frame threading
+_CAP_FRAME_THREADS = 1 << 12
+
+
+class _Lane:
+    """One demuxer + decoder of a chunk and the position it will output next."""
+
+    __slots__ = ("adaptive", "cc", "container", "cursor", "eof", "fresh", "packets", "pending", "stream",
+                 "threaded", "used")
+
+    def __init__(self) -> None:
+        # the open demuxer and decoder, None while closed (every use follows an open)
+        self.container: Any = None  # av.container.InputContainer
+        self.stream: Any = None  # av.VideoStream
+        self.cc: Any = None  # av.VideoCodecContext
+        self.packets: Any = None  # Iterator[av.Packet] from container.demux()
+        self.pending: collections.deque[av.VideoFrame] = collections.deque()
+        self.eof = False  # no more packets from the demuxer (or the decoder was drained)
+        self.cursor: int | None = None  # position the decoder will output next (None: unknown)
+        self.fresh = False  # nothing fed to the decoder yet (its threads can still change)
+        self.threaded = False  # the decoder uses frame threading
+        self.adaptive = False  # its threading follows the access pattern
+        self.used = 0  # when it last served a read
+
+    def close(self) -> None:
+        if self.container is not None:
+            close_input(self.container)
+        self.container = self.stream = self.cc = self.packets = None
+        self.pending.clear()
+        self.cursor = None
+
+
+class VideoChunkReader:
+    """Read frames of one video chunk by 0-based position, exactly.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The video chunk.
+    color : bool
+        True: frames come back ``(height, width, 3)`` BGR uint8 (as OpenCV returns
+        them); False: ``(height, width)`` grey (the luma plane).
+    height, width : int, optional
+        Frame size to return.  Decoded frames larger than this are cropped (padding
+        added by :class:`~.writer.VideoChunkWriter` for odd sizes); smaller ones are an error.
+        None: the decoded size.
+    frame_table : Mapping, optional
+        ``'pts'`` and ``'keyframe'`` as returned by :meth:`.writer.VideoChunkWriter.close`.
+        None (chunks written by other software, or by a writer that crashed): the table
+        is built once by demuxing the file (:func:`build_frame_table`).
+    threads : int, optional
+        Decoder threads.  None (default): chosen per access pattern.  Frames of at least
+        :attr:`THREADED_PIXELS` pixels or :attr:`HEAVY_FRAME_BYTES` compressed bytes
+        (on average) always use FFmpeg frame+slice threading (one thread per core);
+        FFV1 always decodes its slices in parallel.  Smaller frames of codecs with
+        frame threading (H.264, H.265) decode single-threaded for random access and
+        switch to frame threading for sequential reading: when a reader's first read is
+        position 0, or after :attr:`SEQUENTIAL_RUN` reads in a row of the next
+        position, at a keyframe; the first jump switches back.  Measured on 2 cores
+        with a consumer between reads (docs/video-notes.md): frame threading reads
+        640x480 sequentially 40-70 % faster but random access 25-30 % slower.
+        1: strictly single-threaded.  0 (one per core) or N > 1: frame+slice threading
+        whatever the size and access pattern.
+
+    Notes
+    -----
+    Random access in long GOPs is served by up to :attr:`MAX_LANES` decoders ("lanes")
+    for frames below :attr:`THREADED_PIXELS` (about 4 MB each at 640x480): each stays
+    where its last read left it, and a read decodes forward from the lane closest
+    before the target in the same GOP instead of from the keyframe.  A reader is not
+    thread-safe.
+    """
+
+    #: frame area from which the default decoder always uses frame threading (~1280x720)
+    THREADED_PIXELS = 900_000
+    #: mean compressed frame size from which the default decoder always uses frame
+    #: threading, like large frames (decoding time grows with the bytes to decode)
+    HEAVY_FRAME_BYTES = 32 * 1024
+    #: reads of the next position in a row after which a small-frame reader switches to
+    #: frame threading (at a keyframe, where a new decoder costs no extra decoding)
+    SEQUENTIAL_RUN = 30
+    #: decoders a reader may keep for random access in long GOPs (small frames only)
+    MAX_LANES = 4
+    #: a seek opens another lane only for targets at least this far after their keyframe
+    LANE_MIN_RUN = 32
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        color: bool,
+        height: int | None = None,
+        width: int | None = None,
+        frame_table: Mapping[str, Any] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self._path = os.fspath(path)
+        self._color = bool(color)
+        self._height = None if height is None else int(height)
+        self._width = None if width is None else int(width)
+        self._threads = None if threads is None else int(threads)
+        if self._threads is not None and self._threads < 0:
+            raise ValueError(f"threads must be >= 0, not {threads}")
+        table = build_frame_table(self._path) if frame_table is None else frame_table
+        self._pts, self._key = check_table(table, self._path)
+        n = len(self._pts)
+        # position of the last keyframe at or before each position (-1: none)
+        idx = np.where(self._key, np.arange(n), -1)
+        self._kf_before = np.maximum.accumulate(idx) if n else idx
+        self._intra = bool(np.all(self._key))
+        try:
+            # many bytes per frame (lossless H.264: ~95 KiB at 640x480) mean slow frames,
+            # where frame threading also pays off for random access
+            self._heavy = bool(n) and os.path.getsize(self._path) >= self.HEAVY_FRAME_BYTES * n
+        except OSError:
+            self._heavy = False
+        self._lanes: list[_Lane] = []
+        self._max_lanes = 1  # set when the first lane opens (depends on the codec)
+        self._can_skip = False
+        self._tick = 0
+        # one reformatter: the grey conversion and the colour fallback share it
+        reformatter = av.video.reformatter.VideoReformatter()
+        self._bgr = BgrConverter(reformatter)
+        self._grey = GreyConverter(reformatter)
+        #: counters for tests and benchmarks: demuxer seeks, retries after a seek that
+        #: did not reach the target, (re)opens of the file (one per lane and per
+        #: threading switch), frames decoded, switches between single-threaded and
+        #: frame-threaded decoding, and the most lanes open at once
+        self.stats = {"seeks": 0, "retries": 0, "opens": 0, "decoded": 0, "mode_switches": 0, "lanes": 0}
+        self._reset_pattern()
+        if n:
+            self._open_lane(None, threaded=False)
+
+    # -- state -------------------------------------------------------------------------
+    def _reset_pattern(self) -> None:
+        """Forget the access history."""
+        self._last: int | None = None  # position of the previous read
+        self._prev_jump = False  # the previous read was a jump (not reachable forward)
+        self._run = 0  # reads in a row of the next position
+
+    def _open_lane(self, lane: _Lane | None, threaded: bool) -> _Lane:
+        """(Re)open `lane` (or a new one): a new demuxer at the start and a new decoder.
+
+        `threaded` asks for frame threading where the thread policy is adaptive (see
+        `threads` in the class docstring); fixed policies ignore it.
+        """
+        if lane is not None:
+            lane.close()
+        container = open_input(self._path)
+        if container is None:
+            raise ChunkReadError(errno.EIO, "video chunk holds no frame", self._path)
+        if lane is None:
+            lane = _Lane()
+            self._lanes.append(lane)
+            self.stats["lanes"] = max(self.stats["lanes"], len(self._lanes))
+        lane.container = container
+        lane.stream = container.streams.video[0]
+        lane.cc = lane.stream.codec_context
+        lane.eof = False
+        self.stats["opens"] += 1
+        cc = lane.cc
+        # skipping non-reference frames on the way to a target only pays off for codecs
+        # with inter prediction
+        self._can_skip = (not self._intra) and cc.name in ("h264", "hevc")
+        large = (cc.width or 0) * (cc.height or 0) >= self.THREADED_PIXELS or self._heavy
+        self._max_lanes = self.MAX_LANES if (self._can_skip and not large and self._threads in (None, 1)) else 1
+        self._set_threads(lane, threaded, large)
+        lane.packets = container.demux(lane.stream)
+        lane.cursor = 0  # a fresh demuxer starts at the first frame
+        lane.fresh = True
+        return lane
+
+    def _set_threads(self, lane: _Lane, threaded: bool, large: bool) -> None:
+        """Thread settings; they only take effect when the decoder opens (first decode)."""
+        cc = lane.cc
+        lane.adaptive = False
+        if self._threads is None and cc.name == "ffv1":
+            # FFV1 slices decode in parallel without delaying output
+            cc.thread_type, cc.thread_count = "SLICE", 0
+        elif self._threads is None and large:
+            cc.thread_type, cc.thread_count = "AUTO", 0
+        elif self._threads is not None and self._threads != 1:
+            cc.thread_type, cc.thread_count = "AUTO", self._threads
+        elif self._threads is None and not self._intra and cc.codec.capabilities & _CAP_FRAME_THREADS:
+            lane.adaptive = True
+            if threaded:
+                cc.thread_type, cc.thread_count = "FRAME", 0
+            else:
+                cc.thread_type, cc.thread_count = "NONE", 1
+        else:
+            cc.thread_type, cc.thread_count = "NONE", 1
+        lane.threaded = cc.thread_count != 1
+
+    def _switch_threads(self, lane: _Lane, threaded: bool) -> None:
+        """Continue with a decoder of the other threading mode in `lane` (a fresh one)."""
+        self.stats["mode_switches"] += 1
+        if lane.fresh:
+            # nothing decoded yet: no need to reopen (adaptive lanes are never "large")
+            self._set_threads(lane, threaded, large=False)
+        else:
+            self._open_lane(lane, threaded)
+
+    def _choose_lane(self, position: int, kf: int) -> _Lane:
+        """The lane that reaches `position` with the least decoding."""
+        best = None
+        for lane in self._lanes:
+            c = lane.cursor
+            if c is not None and kf <= c <= position and (best is None or c > best.cursor):  # type: ignore[operator]
+                best = lane
+        if best is None:
+            # a seek: another lane for targets far from their keyframe keeps the lanes
+            # spread over a long GOP; otherwise reuse an idle or the least recent one
+            if len(self._lanes) < self._max_lanes and position - kf >= self.LANE_MIN_RUN:
+                best = self._open_lane(None, threaded=False)
+            else:
+                idle = [lane for lane in self._lanes if lane.cursor is None]
+                best = idle[0] if idle else min(self._lanes, key=lambda lane: lane.used)
+        self._tick += 1
+        best.used = self._tick
+        return best
+
+    # -- public ------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def frame_table(self) -> dict[str, np.ndarray]:
+        """The table in use (copies): ``'pts'`` and ``'keyframe'``."""
+        return {"pts": self._pts.copy(), "keyframe": self._key.copy()}
+
+    @property
+    def keyframe_positions(self) -> np.ndarray:
+        """Positions of the keyframes."""
+        return np.flatnonzero(self._key)
+
+    def __len__(self) -> int:
+        return len(self._pts)
+
+    def read(self, position: int) -> np.ndarray:
+        """Return the frame at 0-based `position` (presentation order) in the chunk.
+
+        Reading ``position == last + 1`` decodes the next frame without seeking.  Any
+        other position either decodes forward from a decoder positioned before it in
+        the same GOP (a seek could not save work) or seeks to the keyframe at or before
+        it and decodes forward to the frame whose pts is the table's.  If that fails (a
+        demuxer that seeks by decode time, an open GOP, a damaged file) it seeks one
+        keyframe earlier and finally decodes from the start.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(height, width)`` grey or ``(height, width, 3)`` BGR, a new array.
+
+        Raises
+        ------
+        imgstore.errors.FrameIndexError
+            `position` is not in ``0 .. len(self) - 1``.
+        imgstore.errors.ChunkReadError
+            The frame cannot be decoded (never a wrong frame instead).
+        """
+        n = len(self._pts)
+        if isinstance(position, (bool, np.bool_)) or not isinstance(position, (int, np.integer)):
+            raise TypeError(f"position must be an integer, not {type(position).__name__}")
+        position = int(position)
+        if not 0 <= position < n:
+            raise FrameIndexError(f"position {position} outside 0..{n - 1} of {self._path}")
+        if not self._lanes:
+            self._open_lane(None, threaded=False)
+        target = int(self._pts[position])
+        kf = int(self._kf_before[position])
+
+        # a "jump" cannot be served by decoding on from the previous read
+        last = self._last
+        jump = last is not None and not (last < position and kf <= last + 1)
+        # two jumps in a row look like random access: then drain the decoder right
+        # after the target's packet instead of decoding the frames its reorder buffer
+        # holds back (~2 frames for x264); a drained decoder cannot go on, so the
+        # first jump after forward reading does not drain, nor does a read far into a
+        # long GOP when lanes keep decoders there
+        drain = jump and self._prev_jump and (self._max_lanes == 1 or position - kf < self.LANE_MIN_RUN)
+        self._prev_jump = jump
+        self._last = position
+        self._run = self._run + 1 if (last is not None and position == last + 1) else 0
+
+        lane = self._choose_lane(position, kf)
+        if lane.adaptive:
+            # frame threading for sequential reading, one thread for random access
+            if lane.threaded:
+                if jump:
+                    self._switch_threads(lane, False)
+            elif (lane.fresh and position == 0 and last is None) or (
+                    self._run >= self.SEQUENTIAL_RUN and self._key[position]):
+                # a reader started at the first frame, or a long run of next frames
+                # reaching a keyframe (a new decoder starts there without extra work)
+                self._switch_threads(lane, True)
+
+        frame = None
+        cursor = lane.cursor
+        if cursor is not None and cursor <= position and kf <= cursor:
+            # the decoder is at or before the target in the same GOP: decode on
+            frame = self._decode_to(lane, target, drain=False)
+        if frame is None:
+            frame = self._seek_and_decode(lane, position, target, kf, drain)
+        lane.cursor = None if lane.eof and not lane.pending else position + 1
+        return self._to_array(frame)
+
+    def _seek_and_decode(self, lane: _Lane, position: int, target: int, kf: int, drain: bool) -> av.VideoFrame:
+        attempts: list[int | None] = []
+        if kf >= 0:
+            attempts.append(kf)
+            prev = int(self._kf_before[kf - 1]) if kf > 0 else -1
+            if prev >= 0:
+                attempts.append(prev)
+        attempts.append(None)  # from the very start
+        last_error: Exception | None = None
+        for i, start in enumerate(attempts):
+            if i:
+                self.stats["retries"] += 1
+            try:
+                if start is None:
+                    self._open_lane(lane, lane.threaded)
+                else:
+                    self._seek(lane, start)
+            except (av.error.FFmpegError, OSError) as exc:
+                last_error = exc
+                continue
+            frame = self._decode_to(lane, target, drain=drain)
+            if frame is not None:
+                return frame
+        lane.cursor = None
+        raise ChunkReadError(
+            errno.EIO,
+            f"frame at position {position} (pts {target}) cannot be decoded"
+            + (f": {last_error}" if last_error else ""),
+            self._path,
+        )
+
+    def _seek(self, lane: _Lane, kf_position: int) -> None:
+        lane.cursor = None
+        lane.pending.clear()
+        lane.eof = False
+        self.stats["seeks"] += 1
+        lane.container.seek(int(self._pts[kf_position]), stream=lane.stream, backward=True, any_frame=False)
+        # PyAV flushes the decoders on seek; flushing again is cheap and also leaves
+        # the draining state explicitly
+        lane.cc.flush_buffers()
+        lane.packets = lane.container.demux(lane.stream)
+
+    def _decode_to(self, lane: _Lane, target: int, drain: bool) -> av.VideoFrame | None:
+        """Decode forward to the frame with pts `target`; None if it is passed or absent."""
+        pending = lane.pending
+        while True:
+            while not pending:
+                if lane.eof:
+                    return None
+                self._feed(lane, target, drain)
+            frame = pending.popleft()
+            pts = frame.pts
+            if pts is None:
+                pts = frame.dts
+                if pts is None:
+                    raise ChunkReadError(errno.EIO, "decoded frame without timestamp", self._path)
+            if pts == target:
+                return frame
+            if pts > target:
+                # the target was skipped (not decodable from here): the caller seeks
+                lane.cursor = None
+                return None
+
+    def _feed(self, lane: _Lane, target: int, drain: bool) -> None:
+        """Demux and decode one packet into the lane's pending frames."""
+        lane.fresh = False
+        try:
+            packet = next(lane.packets)
+        except StopIteration:
+            lane.eof = True
+            return
+        except av.error.FFmpegError as exc:
+            # a truncated file: drain what the decoder holds and stop
+            _log.warning("%s: demuxing failed: %s", self._path, exc)
+            self._drain(lane)
+            return
+        cc = lane.cc
+        pts = packet.pts
+        if self._can_skip:
+            # frames before the target that nothing else references need not be
+            # decoded (the non-reference B-frames of an x264 GOP)
+            skip = pts is not None and pts < target and not packet.is_keyframe
+            cc.skip_frame = "NONREF" if skip else "DEFAULT"
+        try:
+            frames = cc.decode(packet)
+        except av.error.FFmpegError as exc:
+            # a damaged packet: its frame will be missing, which the pts check reports
+            _log.warning("%s: decoding failed at pts %s: %s", self._path, pts, exc)
+            return
+        self.stats["decoded"] += len(frames)
+        lane.pending.extend(frames)
+        if drain and pts == target and packet.size:
+            self._drain(lane)
+
+    def _drain(self, lane: _Lane) -> None:
+        """Flush every frame the decoder holds; it cannot take packets until a seek."""
+        lane.eof = True
+        try:
+            frames = lane.cc.decode(None)
+        except av.error.FFmpegError:
+            return
+        self.stats["decoded"] += len(frames)
+        lane.pending.extend(frames)
+
+    def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
+        fh, fw = frame.height, frame.width
+        h = fh if self._height is None else self._height
+        w = fw if self._width is None else self._width
+        if fh < h or fw < w:
+            raise ChunkReadError(errno.EIO, f"decoded frame {fh}x{fw} smaller than {h}x{w}", self._path)
+        if self._color:
+            arr = self._bgr(frame)
+            if fh != h or fw != w:
+                arr = np.ascontiguousarray(arr[:h, :w])
+            return arr
+        return self._grey(frame, h, w)
+
+    def close(self) -> None:
+        """Release the file (reading again reopens it)."""
+        for lane in self._lanes:
+            lane.close()
+        self._lanes = []
+        self._reset_pattern()
+
+    def __enter__(self) -> VideoChunkReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<VideoChunkReader {self._path!r} frames={len(self)}>"

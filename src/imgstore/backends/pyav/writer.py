@@ -1,0 +1,448 @@
+"""Writing one video chunk: frames in, a crash-safe file and its frame table out.
+
+Owns :class:`VideoChunkWriter`: the encoder options derived from a format's
+:class:`~.formats.VideoFormatSpec` and the caller's quality / bitrate / GOP, odd sizes
+padded to what the encoder accepts, strictly increasing timestamps from frame times,
+encoder dts repair, and the frame table returned by ``close()`` (for fragmented MP4,
+checked against the file: its muxer shifts the whole timeline).
+
+See ``docs/video-notes.md`` for the measurements behind the defaults chosen here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import math
+import os
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from ...errors import InvalidImageError, StoreWriteError, UnsupportedFormatError
+from .formats import DEFAULT_FPS, VideoFormatSpec, coded_size, get_format_spec
+from .frame_table import build_frame_table, close_input, open_input
+
+__all__ = ["VideoChunkWriter"]
+
+_log = logging.getLogger(__name__)
+
+def _errno_of(exc: BaseException, default: int = errno.EIO) -> int:
+    """The POSIX errno behind an exception (ENOSPC for a full disk...), else `default`.
+
+    FFmpeg errors carry either a negated POSIX errno or an FFmpeg tag (e.g. 1094995529
+    for "Invalid data"); only the former is meaningful to callers.
+    """
+    code = getattr(exc, "errno", None)
+    return code if isinstance(code, int) and code in errno.errorcode else default
+
+
+def _as_fraction(fps: float) -> Fraction:
+    if not (isinstance(fps, (int, float, Fraction)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive finite number, not {fps!r}")
+    # 29.97 -> 2997/100 would do, but NTSC rates are 30000/1001: keep such denominators
+    return Fraction(fps).limit_denominator(1001)
+
+
+class VideoChunkWriter:
+    """Encode frames into one video chunk file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to create (overwritten if it exists).  The muxer comes from `fmt`, not from
+        the file name.
+    fmt : str
+        A key of :data:`~.formats.VIDEO_FORMATS`.
+    height, width : int
+        Frame size.  Odd sizes are accepted everywhere; where the encoder needs even
+        dimensions (4:2:0 / 4:2:2 H.264 and H.265) the frame is padded by repeating its
+        last row / column and :class:`~.reader.VideoChunkReader` crops it off again
+        (:attr:`coded_shape` tells the stored size).
+    color : bool
+        True: frames are ``(height, width, 3)`` BGR (OpenCV order); False: ``(height,
+        width)`` grey.
+    fps : float, optional
+        Nominal frame rate (default 25).  Sets the encoder's rate control, the frame
+        duration when `frame_time` is not given, and AVI's fixed frame rate.
+    quality : int, optional
+        ``crf`` for H.264 (default 23) and H.265 (default 24), lower is better;
+        ``qscale`` 2..31 for MJPEG (default 3).  Lossless formats refuse it.
+    bitrate : int, optional
+        Target bits per second instead of constant quality (lossy formats only).
+    keyframe_interval : int, optional
+        Maximum frames between keyframes (default: the format's, 25 for H.264/H.265, 10 for
+        lossless H.264).
+        Encoders may insert extra keyframes at scene cuts.
+    pix_fmt : str, optional
+        Encoder pixel format instead of the format's default (e.g. ``'yuv444p'``).
+    dtype : numpy dtype, optional
+        ``uint8`` (default); ``uint16`` only for grey ``'ffv1/mkv'`` (``gray16le``).
+    codec_options : Mapping[str, str or None], optional
+        Extra encoder options (FFmpeg/AVOption names), applied last; a None value removes
+        one of the format's defaults (e.g. ``{'tune': None}`` for x264 without
+        ``fastdecode``).
+
+    Notes
+    -----
+    Timestamps are set explicitly and strictly increase: ``pts`` comes from
+    `frame_time` (seconds) relative to the first one when given, otherwise from the
+    frame counter at `fps`; a `frame_time` that does not advance by at least one tick
+    is moved one tick after the previous frame (the chunk index keeps the exact
+    `frame_time`, the video only needs a monotonic timeline).  AVI cannot store
+    timestamps, so there ``pts`` is always the frame counter.
+
+    A writer is not thread-safe.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fmt: str,
+        *,
+        height: int,
+        width: int,
+        color: bool,
+        fps: float | None = None,
+        quality: int | None = None,
+        bitrate: int | None = None,
+        keyframe_interval: int | None = None,
+        pix_fmt: str | None = None,
+        dtype: Any = np.uint8,
+        codec_options: Mapping[str, str] | None = None,
+    ) -> None:
+        self._spec = spec = get_format_spec(fmt)
+        self._path = os.fspath(path)
+        self._color = bool(color)
+        if int(height) != height or int(width) != width or height < 1 or width < 1:
+            raise ValueError(f"invalid frame size {height}x{width}")
+        self._height, self._width = int(height), int(width)
+        self._dtype = np.dtype(dtype)
+        self._fps = _as_fraction(DEFAULT_FPS if fps is None else fps)
+        codec_name = spec.encoder(self._color)
+        self._pix_fmt = pix_fmt or spec.default_pix_fmt(self._color)
+
+        if self._dtype == np.uint16:
+            if spec.name != "ffv1/mkv" or self._color:
+                raise UnsupportedFormatError(f"uint16 frames need grey 'ffv1/mkv', not {fmt!r}")
+            self._pix_fmt = pix_fmt or "gray16le"
+        elif self._dtype != np.uint8:
+            raise UnsupportedFormatError(f"video chunks store uint8 (or uint16 ffv1) frames, not {self._dtype}")
+        if spec.lossless and (quality is not None or bitrate is not None):
+            raise UnsupportedFormatError(f"{spec.name} is lossless: quality/bitrate do not apply")
+
+        # odd sizes: pad where the encoder needs whole chroma samples
+        self._coded_h, self._coded_w = coded_size(spec.name, self._height, self._width, self._color,
+                                                  self._pix_fmt)
+
+        gop = spec.default_keyframe_interval if keyframe_interval is None else int(keyframe_interval)
+        if gop < 1:
+            raise ValueError(f"keyframe_interval must be >= 1, not {keyframe_interval}")
+
+        # pts clock
+        if spec.time_base is None:  # AVI: one tick per frame
+            self._tb = 1 / self._fps
+            self._tick = 1
+        else:
+            self._tb = spec.time_base
+            self._tick = max(1, round(1 / (self._fps * self._tb)))
+        self._next_pts = 0
+        self._t0: float | None = None
+        self._pts0 = 0
+        self._last_pts: int | None = None
+
+        opts: dict[str, str] = dict(spec.codec_options)
+        if codec_name in ("libx264", "libx264rgb"):
+            if spec.quality_option == "crf" and bitrate is None:
+                opts["crf"] = str(spec.default_quality if quality is None else quality)
+            # bounded encoder delay: x264 holds back rc-lookahead frames (40 at
+            # 'medium'); <= 10 frames keeps a SIGKILL from losing more than ~1/3 s of
+            # frames at 30 fps (the muxer adds <= 250 ms), and fewer at low frame rates
+            opts.setdefault("rc-lookahead", str(max(3, min(10, int(self._fps // 3)))))
+        elif codec_name == "libx265":
+            # x265 defaults to open GOPs, whose leading frames cannot be decoded after
+            # a seek; and it holds back more frames than x264 (17 at rc-lookahead 10):
+            # lookahead 5 (its minimum with 4 B-frames) keeps a crash loss near 20
+            params = ["log-level=error", "open-gop=0", "rc-lookahead=5"]
+            if bitrate is None:
+                opts["crf"] = str(spec.default_quality if quality is None else quality)
+            opts["x265-params"] = ":".join(params)
+        elif codec_name == "mjpeg" and bitrate is None:
+            q = spec.default_quality if quality is None else int(quality)
+            if not 2 <= q <= 31:  # type: ignore[operator]  # MJPEG's spec has a default quality
+                raise ValueError(f"MJPEG quality (qscale) must be 2..31, not {q}")
+            # a fixed quantiser: qmin == qmax pins the rate control to it (the
+            # 'qscale' flag alone would need a per-frame quality PyAV cannot set)
+            opts["qmin"] = opts["qmax"] = str(q)
+        for k, v in (codec_options or {}).items():
+            if v is None:  # None removes a default, e.g. {'tune': None}
+                opts.pop(str(k), None)
+            else:
+                opts[str(k)] = str(v)
+
+        try:
+            self._container = av.open(self._path, mode="w", format=spec.muxer,
+                                      options=dict(spec.container_options))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise StoreWriteError(_errno_of(exc), f"cannot create video chunk: {exc}", self._path) from exc
+        try:
+            stream: av.VideoStream = self._container.add_stream(codec_name, rate=self._fps)  # type: ignore[assignment]
+            stream.width = self._coded_w
+            stream.height = self._coded_h
+            stream.pix_fmt = self._pix_fmt
+            cc = stream.codec_context
+            cc.time_base = self._tb
+            cc.gop_size = gop
+            if bitrate is not None:
+                cc.bit_rate = int(bitrate)
+            if not self._color:
+                # grey pixel values are full range (0..255); tagging them so keeps
+                # them exact through YUV (x264 'gray' decodes as 4:2:0 with a Y plane
+                # equal to the input) and shows them correctly in players
+                cc.color_range = 2  # AVCOL_RANGE_JPEG
+            cc.options = opts
+            self._stream = stream
+            # write the header now: the file is a valid (empty) container from the
+            # start, and the stream time base the muxer settles on is known
+            self._container.start_encoding()
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            self._abort()
+            raise UnsupportedFormatError(
+                f"cannot encode {spec.name} {self._pix_fmt} {self._coded_h}x{self._coded_w}: {exc}"
+            ) from exc
+        self._stream_tb = Fraction(self._stream.time_base)  # type: ignore[arg-type]  # set by start_encoding()
+        scale = self._tb / self._stream_tb
+        if scale.denominator != 1:
+            self._abort()
+            raise UnsupportedFormatError(f"muxer time base {self._stream_tb} cannot hold {self._tb} exactly")
+        self._scale = int(scale)
+        self._frame_pts: list[int] = []  # encoder-side pts, write order
+        self._packets: dict[int, bool] = {}  # encoder-side pts (codec time base) -> keyframe
+        self._first_dts: int | None = None
+        self._last_dts: int | None = None
+        self._max_step = self._tick  # largest pts step so far (bounds plausible dts)
+        self._table: dict[str, np.ndarray] | None = None
+        if self._color:
+            self._input_format = "bgr24"
+        else:
+            self._input_format = "gray16le" if self._dtype == np.uint16 else "gray"
+
+    # -- properties --------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The chunk file."""
+        return self._path
+
+    @property
+    def spec(self) -> VideoFormatSpec:
+        """The format being written."""
+        return self._spec
+
+    @property
+    def pix_fmt(self) -> str:
+        """Encoder pixel format."""
+        return self._pix_fmt
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        """Shape of the frames accepted by :meth:`write` (and returned when read)."""
+        return (self._height, self._width, 3) if self._color else (self._height, self._width)
+
+    @property
+    def coded_shape(self) -> tuple[int, int]:
+        """(height, width) stored in the file: `frame_shape` padded to even if needed."""
+        return self._coded_h, self._coded_w
+
+    @property
+    def time_base(self) -> Fraction:
+        """Time base of the pts returned by :meth:`write` and :meth:`close`."""
+        return self._stream_tb
+
+    @property
+    def frame_count(self) -> int:
+        """Frames written so far."""
+        return len(self._frame_pts)
+
+    @property
+    def closed(self) -> bool:
+        return self._table is not None
+
+    # -- writing -----------------------------------------------------------------------
+    def _next_timestamp(self, frame_time: float | None) -> int:
+        if self._spec.time_base is None or frame_time is None:
+            pts = self._next_pts
+        else:
+            ft = float(frame_time)
+            if not math.isfinite(ft):
+                raise ValueError(f"frame_time must be finite, not {frame_time!r}")
+            if self._t0 is None:
+                self._t0, self._pts0 = ft, self._next_pts
+            pts = self._pts0 + round((ft - self._t0) / self._tb)
+        if self._last_pts is not None:
+            if pts <= self._last_pts:
+                pts = self._last_pts + 1
+            self._max_step = max(self._max_step, pts - self._last_pts)
+        self._last_pts = pts
+        self._next_pts = pts + self._tick
+        return pts
+
+    def write(self, img: np.ndarray, frame_time: float | None = None) -> int:
+        """Encode one frame.
+
+        Parameters
+        ----------
+        img : numpy.ndarray
+            ``frame_shape`` array of the writer's dtype (BGR for colour).
+        frame_time : float, optional
+            Capture time in seconds; gives the frame's timestamp (variable frame rate).
+
+        Returns
+        -------
+        int
+            The frame's pts in :attr:`time_base` as handed to the muxer.  For Matroska
+            and AVI this is the pts in the file; fragmented MP4 shifts the whole
+            timeline by a constant (its first decode timestamp becomes 0), so the table
+            from :meth:`close` is the authoritative one.
+
+        Raises
+        ------
+        imgstore.errors.InvalidImageError
+            Wrong shape or dtype.
+        imgstore.errors.StoreWriteError
+            Encoding or writing failed (e.g. disk full) or the writer is closed.
+        """
+        if self._table is not None:
+            raise StoreWriteError(errno.EBADF, "video chunk writer is closed", self._path)
+        img = np.asarray(img)
+        if img.dtype != self._dtype:
+            raise InvalidImageError(f"frame dtype {img.dtype} != {self._dtype}")
+        if not self._color and img.ndim == 3 and img.shape[2] == 1:
+            img = img[:, :, 0]
+        if img.shape != self.frame_shape:
+            raise InvalidImageError(f"frame shape {img.shape} != {self.frame_shape}")
+        if self._coded_h != self._height or self._coded_w != self._width:
+            pad = ((0, self._coded_h - self._height), (0, self._coded_w - self._width))
+            img = np.pad(img, pad + ((0, 0),) * (img.ndim - 2), mode="edge")
+        pts = self._next_timestamp(frame_time)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=self._input_format)
+        frame.pts = pts
+        frame.time_base = self._tb
+        if not self._color:
+            frame.color_range = 2
+        self._frame_pts.append(pts)
+        try:
+            self._mux(self._stream.encode(frame))
+        except (av.error.FFmpegError, OSError) as exc:
+            self._frame_pts.pop()
+            raise StoreWriteError(_errno_of(exc), f"cannot write frame: {exc}", self._path) from exc
+        return pts * self._scale
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            pts: int = packet.pts  # type: ignore[assignment]  # encoders time every packet
+            dts = packet.dts
+            # encoders derive dts from the pts of frames a few positions earlier, so a
+            # dts far before the whole timeline is garbage
+            lowest = self._frame_pts[0] - 32 * self._max_step
+            if dts is None or dts > pts or (self._last_dts is not None and dts <= self._last_dts) \
+                    or dts < lowest:
+                # FFmpeg's libx265 wrapper hands out garbage dts (uninitialised, e.g.
+                # -9e13) for streams of two frames; MP4 then refuses the packet.  Any
+                # dts in (last dts, pts] is valid when pts also increases.
+                fixed = pts if self._last_dts is None or pts > self._last_dts else None
+                if fixed is None:
+                    raise StoreWriteError(errno.EIO, f"encoder produced invalid timestamps "
+                                          f"(pts {pts}, dts {dts})", self._path)
+                _log.debug("%s: replacing encoder dts %s by %s", self._path, dts, fixed)
+                packet.dts = dts = fixed
+            self._last_dts = dts
+            if self._first_dts is None:
+                self._first_dts = dts
+            # keyed by the encoder-side pts (mux() may rebase the packet in place)
+            self._packets[int(pts)] = bool(packet.is_keyframe)
+            self._container.mux(packet)
+
+    def close(self) -> dict[str, np.ndarray]:
+        """Flush the encoder, finish the file and return its frame table.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``'pts'`` (int64, stream time base, as a demuxer reports it for this file)
+            and ``'keyframe'`` (bool), one row per written frame in write order (which is
+            presentation order).  Store both in the chunk index and hand them back to
+            :class:`~.reader.VideoChunkReader`.  Calling ``close()`` again returns the same table.
+
+        Raises
+        ------
+        imgstore.errors.StoreWriteError
+            Flushing or finishing the file failed, or the file does not hold every frame.
+        """
+        if self._table is not None:
+            return self._table
+        try:
+            self._mux(self._stream.encode(None))
+            self._container.close()
+        except (av.error.FFmpegError, OSError) as exc:
+            self._abort()
+            raise StoreWriteError(_errno_of(exc), f"cannot finish video chunk: {exc}", self._path) from exc
+        try:
+            key = np.asarray([self._packets[p] for p in self._frame_pts], bool)
+        except KeyError:
+            raise StoreWriteError(errno.EIO, "encoder lost frames", self._path) from None
+        if len(self._packets) != len(self._frame_pts):
+            raise StoreWriteError(errno.EIO, "encoder produced extra frames", self._path)
+        pts = np.asarray(self._frame_pts, np.int64) * self._scale
+        if self._spec.muxer == "mp4" and pts.size:
+            pts = self._mp4_timeline(pts, key)
+        self._table = {"pts": pts, "keyframe": key}
+        return self._table
+
+    def _mp4_timeline(self, pts: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """Apply the MP4 muxer's timeline shift and check it against the file."""
+        # FFmpeg's fragmented MP4 makes the first decode timestamp 0 (tfdt cannot be
+        # negative), shifting every pts by -first_dts.  Verify on the first fragment
+        # rather than trust it: the first packets (decode order) must carry shifted pts.
+        shifted = pts - int(self._first_dts or 0) * self._scale
+        container = open_input(self._path)
+        if container is None:
+            raise StoreWriteError(errno.EIO, "finished MP4 chunk holds no frame", self._path)
+        try:
+            seen: list[int] = []
+            for packet in container.demux(container.streams.video[0]):
+                if packet.size == 0 or len(seen) >= min(len(pts), 64):
+                    break
+                seen.append(int(packet.pts))  # type: ignore[arg-type]  # demuxed MP4 packets have pts
+        finally:
+            close_input(container)
+        if not seen or min(seen) != shifted[0] or not set(seen) <= set(shifted.tolist()):
+            # unknown muxer behaviour: fall back to the (slower) full demux
+            table = build_frame_table(self._path)
+            if len(table["pts"]) != len(pts):
+                raise StoreWriteError(errno.EIO, "MP4 chunk does not hold every frame", self._path)
+            return table["pts"]
+        return shifted
+
+    def _abort(self) -> None:
+        with contextlib.suppress(Exception):  # already failing: keep the first error
+            self._container.close()
+
+    def __enter__(self) -> VideoChunkWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._table is None:
+            if exc_info[0] is None:
+                self.close()
+            else:
+                with contextlib.suppress(Exception):  # keep the original exception
+                    self.close()
+
+    def __repr__(self) -> str:
+        return (f"<VideoChunkWriter {self._path!r} {self._spec.name} {self._pix_fmt} "
+                f"{self._height}x{self._width} frames={self.frame_count}>")
