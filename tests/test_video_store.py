@@ -136,3 +136,23 @@ def test_append_keeps_the_recorded_frame_rate(tmp_path):
         for i in range(15):
             img, (fn, _) = s.get_image(i)
             assert fn == i and read_barcode(img) == i
+
+
+def test_tiny_hevc_frames_are_deterministic_and_exact(tmp_path):
+    """32x32 pictures (the reference's test_videoseek_extensive): same bytes every run, every frame right."""
+    if "hevc/mp4" not in imgstore.get_supported_formats():
+        pytest.fail("hevc/mp4 must be available from the PyAV wheels")
+    frames = [make_frame(i, 32, 32, color=True, bits=8) for i in range(160)]
+    payloads = []
+    for run in range(2):
+        path = str(tmp_path / f"run{run}")
+        with imgstore.new_for_format("hevc/mp4", basedir=path, imgshape=(32, 32, 3), chunksize=1000) as s:
+            for i, img in enumerate(frames):
+                s.add_image(img, i, 1_700_000_000.0 + i / 25)
+        with av.open(os.path.join(path, "000000.mp4")) as container:
+            payloads.append([bytes(p) for p in container.demux(video=0)])
+        with imgstore.new_for_filename(path) as s:
+            got = [read_barcode(s.get_image(i)[0], bits=8) for i in np.random.default_rng(run).permutation(160)]
+            assert sorted(got) == list(range(160)) and got == [int(i) for i in
+                                                               np.random.default_rng(run).permutation(160)]
+    assert payloads[0] == payloads[1]

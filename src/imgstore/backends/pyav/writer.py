@@ -30,6 +30,9 @@ from .frame_table import build_frame_table, close_input, open_input
 
 __all__ = ["VideoChunkWriter"]
 
+#: pictures smaller than this (pixels, height or width) get 16x16 x265 coding tree units
+_X265_SMALL_PICTURE = 96
+
 _log = logging.getLogger(__name__)
 
 def _errno_of(exc: BaseException, default: int = errno.EIO) -> int:
@@ -169,6 +172,13 @@ class VideoChunkWriter:
             # a seek; and it holds back more frames than x264 (17 at rc-lookahead 10):
             # lookahead 5 (its minimum with 4 B-frames) keeps a crash loss near 20
             params = ["log-level=error", "open-gop=0", "rc-lookahead=5"]
+            if min(self._coded_h, self._coded_w) < _X265_SMALL_PICTURE:
+                # with its default 32x32 coding tree units such a picture has < 3 CTU rows:
+                # x265's wavefront threads then give run-to-run different output, and at
+                # crf 24 0-76 of 1000 32x32 barcode frames decoded as another number;
+                # 16x16 units were deterministic and exact (at >= 96 px the default is
+                # both, and 16x16 would cost +40 % bytes; docs/compatibility.md)
+                params.append("ctu=16")
             if bitrate is None:
                 opts["crf"] = str(spec.default_quality if quality is None else quality)
             opts["x265-params"] = ":".join(params)
