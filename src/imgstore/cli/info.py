@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from ._common import ArgumentParser, CLIError, format_duration, format_local, run_command, to_json
+from ._common import (
+    ArgumentParser,
+    UsageError,
+    format_duration,
+    format_local,
+    recording_timezone,
+    run_command,
+    to_json,
+)
 
 __all__ = ["main", "summarize", "format_summary", "frame_number_gaps", "long_intervals", "plot_intervals"]
 
@@ -134,7 +142,8 @@ def summarize(store) -> dict[str, Any]:
     store
         A store opened for reading (:func:`imgstore.new_for_filename`).
     """
-    created_utc, tz = store.created
+    created_utc = store.created[0]
+    tz = recording_timezone(store)
     fn = np.asarray(store.frame_numbers)
     ft = np.asarray(store.frame_times)
     n = len(fn)
@@ -313,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
     import imgstore
 
     if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf", ".jpg", ".jpeg")):
-        raise CLIError(f"--plot {args.plot!r}: give a file name ending in .png (or .svg, .pdf)")
+        raise UsageError(f"--plot {args.plot!r}: give a file name ending in .png (or .svg, .pdf)")
     with imgstore.new_for_filename(args.store) as store:
         info = summarize(store)
         if args.plot:

@@ -72,7 +72,7 @@ class Viewer:
         from .info import summarize
 
         self.store = store
-        self.tz = store.created[1]
+        self.tz = recording_timezone(store)
         self.lock = threading.Lock()
         self.image_format = image_format
         self.info = summarize(store)
