@@ -46,7 +46,7 @@ PAGE = r"""<!doctype html>
   .caption .name { color: var(--text); font-weight: 600; overflow: hidden; text-overflow: ellipsis; }
   .caption .tag { font-size: 11px; padding: 0 5px; border-radius: 3px; background: #3a3f4b; color: var(--text); }
   .caption .tag.repeat { background: #5a4a1a; } .caption .tag.blank { background: #5a1f1f; }
-  .wrap { flex: 1; min-height: 0; display: flex; align-items: flex-start; justify-content: flex-start;
+  .wrap { flex: 1; min-height: 0; display: flex; align-items: flex-start; justify-content: center;
           overflow: hidden; }
   .wrap img { display: block; background: #000; }
   .wrap img.up { image-rendering: pixelated; }
@@ -66,8 +66,8 @@ PAGE = r"""<!doctype html>
   #row1 { display: flex; align-items: center; gap: 10px; }
   #play { width: 36px; padding: 3px 0; }
   #track { flex: 1; min-width: 120px; position: relative; }
-  #slider { -webkit-appearance: none; appearance: none; width: 100%; height: 18px; margin: 0; background: transparent;
-            display: block; }
+  #slider { -webkit-appearance: none; appearance: none; width: 100%; height: 18px; margin: 0; padding: 0;
+            background: transparent; border: 0; display: block; }
   #slider::-webkit-slider-runnable-track { height: 4px; background: #3a3f4b; border-radius: 2px; }
   #slider::-webkit-slider-thumb { -webkit-appearance: none; width: 14px; height: 14px; margin-top: -5px;
                                   border-radius: 50%; background: var(--accent); border: 2px solid #fff; }
@@ -351,6 +351,7 @@ function perf() {
   el_.classList.toggle("behind", behind);
   el_.title = behind ? "frames cannot be read and sent as fast as asked; playback is slower than real time" : "";
 }
+function plural(k, word) { return k + " " + word + (k === 1 ? "" : "s"); }
 function fmtRate(x) { return x >= 10 ? x.toFixed(0) : x.toFixed(1); }
 
 function setSpeed(value) {
@@ -468,7 +469,7 @@ function renderExtra(j) {
     const div = el("div", "xstore");
     if (j.stores.length > 1) div.append(el("div", "caption", s.name));
     const when = s.current ? (s.current_frame_index === s.frame_index ? "at this frame"
-      : "last record: " + (s.frame_index - s.current_frame_index) + " frames earlier") : "no record yet at this frame";
+      : "last record: " + plural(s.frame_index - s.current_frame_index, "frame") + " earlier") : "no record yet at this frame";
     div.append(el("div", "xwhen", when));
     for (const col of s.columns) {
       const row = el("div", "xrow"), v = s.current ? s.current[col] : null;
