@@ -30,6 +30,8 @@ PROG = "imgstore-info"
 LONG_INTERVAL_FACTOR = 1.5
 #: how many of the largest gaps/pauses are listed
 TOP = 5
+#: chunks the cheap damage check looks at (the last ones: a copy cut short loses the end)
+QUICK_CHECK_CHUNKS = 200
 
 EPILOG = """\
 examples:
@@ -134,6 +136,18 @@ def _lossless(store) -> bool | None:
         return None
 
 
+def _quick_check(store) -> dict[str, Any]:
+    """What can be seen of damage without decoding (see :func:`imgstore.verify.quick_check`)."""
+    from ..verify import quick_check
+
+    chunks = len(store.chunks)
+    try:
+        notes = quick_check(store, max_chunks=QUICK_CHECK_CHUNKS)
+    except Exception as exc:  # a report, not a verdict: never let it stop the summary
+        notes = [f"could not check: {' '.join(str(exc).split())}"]
+    return {"problems": notes, "chunks_checked": min(chunks, QUICK_CHECK_CHUNKS), "chunks": chunks}
+
+
 def summarize(store) -> dict[str, Any]:
     """Everything ``imgstore-info`` reports about an open (read) store, JSON-serialisable.
 
@@ -179,6 +193,7 @@ def summarize(store) -> dict[str, Any]:
         "extra_data": None,
         "store_metadata": smd,
     }
+    info["quick_check"] = _quick_check(store)
     extra = store.get_extra_data(ignore_corrupt_chunks=True)
     if extra is not None:
         info["extra_data"] = {"rows": int(len(extra)), "columns": [str(c) for c in extra.columns]}
@@ -237,8 +252,14 @@ def format_summary(info: dict[str, Any]) -> str:
             notes.append(f"frame_time goes back {li['backwards']} time{'s' * (li['backwards'] != 1)}")
         if notes:
             rows.append(("order", "; ".join(notes)))
-    if info["damaged_chunks"]:
-        rows.append(("damaged", "; ".join(f"chunk {k}: {v}" for k, v in info["damaged_chunks"].items())))
+    qc = info.get("quick_check")
+    if qc is not None:
+        if qc["problems"]:
+            rows.append(("DAMAGED", "; ".join(qc["problems"])))
+            rows.append(("", f"imgstore-verify {info['path']} reads every frame and lists the damaged ones"))
+        else:
+            some = "" if qc["chunks_checked"] == qc["chunks"] else f" (last {qc['chunks_checked']} chunks)"
+            rows.append(("check", f"chunk files match the index{some}; imgstore-verify reads every frame"))
     rows.append(("created", f"{info['created']}  uuid {info['uuid']}"))
     if info["user_metadata"]:
         rows.append(("metadata", ""))
