@@ -231,7 +231,7 @@ def driver(tmp_path_factory):
 
 def start_viewer(store_path: str, *extra: str) -> tuple[subprocess.Popen, str]:
     """``python -m imgstore view`` in a subprocess; returns it and the URL it printed."""
-    proc = subprocess.Popen([sys.executable, "-m", "imgstore", "view", store_path, "--no-browser", *extra],
+    proc = subprocess.Popen([sys.executable, "-m", "imgstore", "view", store_path, *extra, "--no-browser"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # the first line names the URL once the server listens
     m = re.search(r"http://127\.0\.0\.1:\d+/", line)
