@@ -41,12 +41,13 @@ PAGE = r"""<!doctype html>
   #main { display: flex; min-height: 0; min-width: 0; }
   #frames { flex: 1; display: flex; gap: 8px; padding: 8px; min-width: 0; min-height: 0; }
   .pane { flex: 1 1 0; display: flex; flex-direction: column; min-width: 0; min-height: 0; }
-  .caption { display: flex; gap: 10px; align-items: baseline; padding: 0 2px 4px; color: var(--dim);
+  .caption { display: flex; gap: 10px; align-items: baseline; justify-content: center; padding: 0 2px 4px;
+             color: var(--dim);
              white-space: nowrap; overflow: hidden; }
   .caption .name { color: var(--text); font-weight: 600; overflow: hidden; text-overflow: ellipsis; }
   .caption .tag { font-size: 11px; padding: 0 5px; border-radius: 3px; background: #3a3f4b; color: var(--text); }
   .caption .tag.repeat { background: #5a4a1a; } .caption .tag.blank { background: #5a1f1f; }
-  .wrap { flex: 1; min-height: 0; display: flex; align-items: flex-start; justify-content: center;
+  .wrap { flex: 1; min-height: 0; display: flex; align-items: center; justify-content: center;
           overflow: hidden; }
   .wrap img { display: block; background: #000; }
   .wrap img.up { image-rendering: pixelated; }
@@ -56,7 +57,7 @@ PAGE = r"""<!doctype html>
   body.has-extra #side { display: block; }
   #side h2 { font-size: 12px; font-weight: 600; text-transform: uppercase; letter-spacing: .06em; color: var(--dim);
              margin: 2px 0 6px; }
-  .xstore { margin-bottom: 12px; } .xwhen { color: var(--dim); font-size: 12px; margin-bottom: 4px; }
+  .xstore { margin-bottom: 12px; } .xstore .caption { justify-content: flex-start; padding: 0; } .xwhen { color: var(--dim); font-size: 12px; margin-bottom: 4px; }
   .xrow { display: grid; grid-template-columns: 1fr auto; gap: 0 8px; padding: 4px 0; border-top: 1px solid var(--line); }
   .xrow .k { color: var(--dim); overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   .xrow .v { text-align: right; font-variant-numeric: tabular-nums; }
@@ -465,9 +466,10 @@ function renderExtra(j) {
   const box = $("extra");
   box.textContent = "";
   for (const s of j.stores) {
-    if (!s.columns.length) continue;
+    if (!info.has_extra_data[s.store]) continue;
     const div = el("div", "xstore");
     if (j.stores.length > 1) div.append(el("div", "caption", s.name));
+    if (s.frame_index < 0) { div.append(el("div", "xwhen", "no frame of this store yet")); box.append(div); continue; }
     const when = s.current ? (s.current_frame_index === s.frame_index ? "at this frame"
       : "last record: " + plural(s.frame_index - s.current_frame_index, "frame") + " earlier") : "no record yet at this frame";
     div.append(el("div", "xwhen", when));
@@ -505,7 +507,8 @@ function spark(c, ser, ys, at) {
   g.stroke();
   g.fillStyle = "#4ea1ff";
   for (const p of pts) if (pts.length < 60) g.fillRect(X(p[0]) - 1, Y(p[1]) - 1, 3, 3);
-  g.fillStyle = "#9aa1ad"; g.font = "10px system-ui"; g.fillText(fmtValue(hi === lo + 2 ? lo + 1 : hi), 3, 10);
+  g.fillStyle = "#9aa1ad"; g.font = "10px system-ui";
+  if (hi !== lo + 2) { g.fillText(fmtValue(hi), 3, 10); g.fillText(fmtValue(lo), 3, h - 3); }
 }
 
 // ------------------------------------------------------------------ live following
