@@ -66,7 +66,7 @@ def test_truncated_video_chunk(truncated_video, capsys):
     assert verify.main([truncated_video, "-q"]) == 1
     out = capsys.readouterr().out
     assert f"chunk 1: truncated: frame_index {problem.first}-39" in out
-    assert f"DAMAGED: {40 - problem.first} of 60 frames, in 1 of 3 chunks" in out
+    assert f"DAMAGED: 1 of 3 chunks; {40 - problem.first} of 60 indexed frames" in out
 
     assert verify.main([truncated_video, "-q", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)

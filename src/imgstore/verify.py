@@ -158,8 +158,8 @@ class VerifyReport:
             lines.append(f"ok: all {self.frame_count} frames in {len(self.chunks)} chunk"
                          f"{'s' * (len(self.chunks) != 1)} read back as indexed")
         else:
-            lines.append(f"DAMAGED: {self.damaged_frames} of {self.frame_count} frames, in {bad_chunks} of "
-                         f"{len(self.chunks)} chunks")
+            lines.append(f"DAMAGED: {bad_chunks} of {len(self.chunks)} chunks; {self.damaged_frames} of "
+                         f"{self.frame_count} indexed frames")
         return "\n".join(lines)
 
 

@@ -608,7 +608,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        self.viewer.close()  # type: ignore[attr-defined]
+        viewer = getattr(self, "viewer", None)  # not yet set when binding failed
+        if viewer is not None:
+            viewer.close()
 
 
 def make_server(stores, host: str = "127.0.0.1", port: int = 0, fps: float | None = None,
