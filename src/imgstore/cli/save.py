@@ -199,7 +199,7 @@ class CameraSource(Source):
         self.name = f"camera {index}"
         self._cv2 = cv2
         self.color = color
-        if sys.platform.startswith("linux") and not os.path.exists(f"/dev/video{index}"):
+        if sys.platform.startswith("linux") and not camera_present(index):
             raise CLIError(f"--source {index}: there is no camera {index} (/dev/video{index} does not exist); "
                            f"use --source testsrc for the test pattern")
         # OpenCV logs '[ WARN ]' lines on stderr for every backend it tries; our one error line says it all
