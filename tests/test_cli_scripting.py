@@ -164,3 +164,20 @@ def test_readme_python_example_runs_verbatim(tmp_path, monkeypatch):
         assert len(store) == 300
         assert list(store.get_extra_data()["temperature"][:2]) == [21.5, 21.51]
         assert np.all(store[123] == 123)
+
+
+def test_library_log_messages_are_prefixed_warnings(tmp_path):
+    """The video layer's notes about a crashed writer's file come out as ``prog: warning:`` lines."""
+    dest = str(tmp_path / "crashed")
+    code = ("import os, signal, numpy as np, imgstore\n"
+            f"s = imgstore.new_for_format('h264/mkv', basedir={dest!r}, imgshape=(48, 64), imgdtype='uint8')\n"
+            "for i in range(60):\n"
+            "    s.add_image(np.full((48, 64), i * 4, np.uint8), i, 1e9 + i / 25)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", code], timeout=60)
+    result = imgstore_cmd("info", dest)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines, "a crashed writer's chunk is worth a warning"
+    assert all(line.startswith("imgstore info: warning: ") for line in lines), lines
+    assert len(lines) == len(set(lines))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import math
 import os
 import sys
@@ -147,6 +148,20 @@ class _WarningPrinter:
         print(f"{self.prog}: warning: {text}", file=sys.stderr, flush=True)
 
 
+class _LogToWarningLine(logging.Handler):
+    """The library's log records (warnings and worse) as the same one-line ``prog: warning:`` messages."""
+
+    def __init__(self, printer: _WarningPrinter) -> None:
+        super().__init__(logging.WARNING)
+        self.printer = printer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.printer(record.getMessage(), UserWarning, record.pathname, record.lineno)
+        except Exception:
+            self.handleError(record)
+
+
 def _quiet_stdout_after_broken_pipe() -> None:
     # the reader of our output went away (`imgstore-info X | head`): that is not an error;
     # point stdout at /dev/null so the interpreter's final flush does not complain either
@@ -184,9 +199,16 @@ def run_command(prog: str, parser: argparse.ArgumentParser, run: Callable[[argpa
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    library_log = logging.getLogger("imgstore")
+    handler = None
     with warnings.catch_warnings():
         if not debug:
-            warnings.showwarning = _WarningPrinter(prog)
+            printer = _WarningPrinter(prog)
+            warnings.showwarning = printer
+            # without a handler, Python's last resort prints the library's log records bare
+            handler = _LogToWarningLine(printer)
+            library_log.addHandler(handler)
+            previous_propagate, library_log.propagate = library_log.propagate, False
         try:
             status = int(run(args) or EXIT_OK)
             sys.stdout.flush()
@@ -207,6 +229,10 @@ def run_command(prog: str, parser: argparse.ArgumentParser, run: Callable[[argpa
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        finally:
+            if handler is not None:
+                library_log.removeHandler(handler)
+                library_log.propagate = previous_propagate
 
 
 # ---------------------------------------------------------------------- formats

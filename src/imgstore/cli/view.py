@@ -30,6 +30,7 @@ import argparse
 import datetime
 import errno
 import http.server
+import logging
 import math
 import os
 import re
@@ -186,6 +187,8 @@ class Viewer:
         with self.lock:
             for st in self.states:
                 st.live = bool(st.store.is_live)
+            if self.live:
+                logging.getLogger("imgstore").setLevel(logging.ERROR)
             self._rebuild()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="imgstore-view-refresh", daemon=True)
@@ -251,6 +254,8 @@ class Viewer:
                     changed |= len(st.store) != before or st.live != was_live
             if changed:
                 self._rebuild()
+            # a live chunk is an unfinished file by design: the reader's notes about it are noise here
+            logging.getLogger("imgstore").setLevel(logging.ERROR if self.live else logging.NOTSET)
         return changed
 
     def _follow(self) -> None:
@@ -681,7 +686,14 @@ def run(args: argparse.Namespace) -> int:
     import imgstore
 
     with contextlib.ExitStack() as stack:
-        stores = [stack.enter_context(imgstore.new_for_filename(path)) for path in args.store]
+        library_log = logging.getLogger("imgstore")
+        level = library_log.level
+        # a store being recorded has an unfinished last chunk by design: opening it says so, needlessly
+        library_log.setLevel(logging.ERROR)
+        try:
+            stores = [stack.enter_context(imgstore.new_for_filename(path)) for path in args.store]
+        finally:
+            library_log.setLevel(level)
         server = make_server(stores, port=args.port, fps=args.fps, image_format="png" if args.png else "jpg",
                              verbose=args.verbose)
         with server:
