@@ -145,7 +145,8 @@ def main(argv=None) -> int:
     median = {m: statistics.median(r["fps"] for r in runs if r["mode"] == m) for m in modes}
     lines = [f"# imgstore-save --view: recording throughput ({args.format}, {args.size} grey, "
              f"{args.frames} frames, {args.reps} repeats A B C)", "",
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
+             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+             f"python {platform.python_version()}",
              "", "| viewer | best frames/s | median frames/s | median vs none |", "|---|---|---|---|"]
     for m in modes:
         lines.append(f"| {m} | {best[m]:.1f} | {median[m]:.1f} | {median[m] / median['none']:.1%} |")

@@ -33,7 +33,7 @@ def source(tmp_path) -> str:
     with imgstore.new_for_format("png", basedir=path, imgshape=shape, imgdtype="uint8", chunksize=8,
                                  metadata={"genotype": "wt", "arena": {"x": 1, "y": [2, 3]}}) as store:
         store.add_extra_data(note="before the first frame")
-        for i, (fn, ft) in enumerate(zip(NUMBERS, TIMES)):
+        for i, (fn, ft) in enumerate(zip(NUMBERS, TIMES, strict=False)):
             store.add_image(make_frame(fn, 96, 160, color=True), fn, ft)
             if i % 7 == 0:
                 store.add_extra_data(temperature=20.0 + i, note=f"n{i}")
@@ -116,7 +116,7 @@ def test_export_video_and_csv(tmp_path, capsys):
     # odd sizes: the exporter pads to even ones for yuv420p
     src = str(tmp_path / "odd")
     with imgstore.new_for_format("npy", basedir=src, imgshape=(97, 161), imgdtype="uint8") as store:
-        for fn, ft in zip(NUMBERS, TIMES):
+        for fn, ft in zip(NUMBERS, TIMES, strict=False):
             store.add_image(make_frame(fn, 97, 161), fn, ft)
     video = str(tmp_path / "out.mp4")
     assert convert.main([src, "--to-video", video, "--fps", "25"]) == 0
@@ -246,7 +246,7 @@ def test_ctrl_c_into_video_closes_a_valid_store_then_resume_finishes(tmp_path):
     try:
         _wait_for_frames(dest, 50, proc)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -21,7 +21,7 @@ def write_store(path, numbers, times, fmt="npy", shape=(48, 64), chunksize=10, m
     """A small barcode store; extra data ``sensor=i`` is added after the frames at positions ``extra_at``."""
     with imgstore.new_for_format(fmt, basedir=str(path), imgshape=shape, imgdtype="uint8", chunksize=chunksize,
                                  metadata=metadata or {}) as store:
-        for i, (fn, ft) in enumerate(zip(numbers, times)):
+        for i, (fn, ft) in enumerate(zip(numbers, times, strict=False)):
             store.add_image(make_frame(fn, *shape[:2], color=len(shape) == 3), fn, ft)
             if i in extra_at:
                 store.add_extra_data(sensor=i, label=f"s{i}")

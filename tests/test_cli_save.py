@@ -22,10 +22,6 @@ from imgstore.testing.barcode import make_frame, read_barcode
 from .cli_util import one_error_line
 
 
-
-
-
-
 def make_video(path, n: int, fps: int = 25, shape=(96, 160)) -> None:
     """A lossless grey video of barcode frames 0..n-1 (FFV1 in Matroska)."""
     import av
@@ -148,7 +144,7 @@ class FakeCapture:
         self.n = 0
         self.props = {}
 
-    def isOpened(self):  # noqa: N802 - OpenCV's name
+    def isOpened(self):
         return self.index == 0
 
     def set(self, prop, value):

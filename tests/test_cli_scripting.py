@@ -159,7 +159,7 @@ def test_readme_python_example_runs_verbatim(tmp_path, monkeypatch):
     block = re.search(r"## Using it\n\n```python\n(.*?)```", readme(), re.S).group(1)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the documented example itself
+    exec(compile(block, "README.md", "exec"), namespace)
     with imgstore.new_for_filename(str(tmp_path / "rec1")) as store:
         assert len(store) == 300
         assert list(store.get_extra_data()["temperature"][:2]) == [21.5, 21.51]

@@ -41,7 +41,7 @@ def store_path(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("view") / "store")
     with imgstore.new_for_format("png", basedir=path, imgshape=SHAPE, imgdtype="uint8", chunksize=16,
                                  metadata={"timezone": "Europe/Vienna"}) as store:
-        for fn, ft in zip(NUMBERS, TIMES):
+        for fn, ft in zip(NUMBERS, TIMES, strict=False):
             store.add_image(make_frame(fn, *SHAPE), fn, ft)
     return path
 
@@ -258,8 +258,8 @@ def shown_frame(driver) -> np.ndarray:
         "const r = document.getElementById('frame').getBoundingClientRect();"
         "return [r.left, r.top, r.width, r.height];")
     shot = cv2.imdecode(np.frombuffer(driver.get_screenshot_as_png(), np.uint8), cv2.IMREAD_GRAYSCALE)
-    x, y = int(round(left)), int(round(top))
-    return shot[y:y + int(round(height)), x:x + int(round(width))]
+    x, y = round(left), round(top)
+    return shot[y:y + round(height), x:x + round(width)]
 
 
 def test_page_in_chromium(driver, store_path):

@@ -51,7 +51,7 @@ def lab_store(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("lab") / "arena1")
     with imgstore.new_for_format("png", basedir=path, imgshape=SHAPE, imgdtype="uint8", chunksize=16,
                                  metadata={"timezone": "Europe/Vienna"}) as store:
-        for i, (fn, ft) in enumerate(zip(NUMBERS, TIMES)):
+        for i, (fn, ft) in enumerate(zip(NUMBERS, TIMES, strict=False)):
             store.add_image(make_frame(fn, *SHAPE), fn, ft)
             if i % 3 == 0:
                 store.add_extra_data(temperature=20.0 + i / 10, light="on")
@@ -107,8 +107,8 @@ def grab(drv, element_id: str) -> np.ndarray:
         f"const r = document.getElementById('{element_id}').getBoundingClientRect();"
         "return [r.left, r.top, r.width, r.height];")
     shot = cv2.imdecode(np.frombuffer(drv.get_screenshot_as_png(), np.uint8), cv2.IMREAD_GRAYSCALE)
-    x, y = int(round(left)), int(round(top))
-    return shot[y:y + int(round(height)), x:x + int(round(width))]
+    x, y = round(left), round(top)
+    return shot[y:y + round(height), x:x + round(width)]
 
 
 def screenshot(drv, name: str) -> None:

@@ -37,8 +37,19 @@ import numpy as np
 
 from . import ondisk
 
-__all__ = ["Problem", "ChunkSpan", "ChunkReport", "VerifyReport", "ChunkCheck", "ReadFramesCheck",
-           "DEFAULT_CHECKS", "verify", "chunk_spans", "quick_check", "video_packet_pts"]
+__all__ = [
+    "DEFAULT_CHECKS",
+    "ChunkCheck",
+    "ChunkReport",
+    "ChunkSpan",
+    "Problem",
+    "ReadFramesCheck",
+    "VerifyReport",
+    "chunk_spans",
+    "quick_check",
+    "verify",
+    "video_packet_pts",
+]
 
 #: problem kinds, most serious first
 KINDS = ("unindexed", "truncated", "missing", "unreadable", "mismatched")

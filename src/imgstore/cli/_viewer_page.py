@@ -57,8 +57,10 @@ PAGE = r"""<!doctype html>
   body.has-extra #side { display: block; }
   #side h2 { font-size: 12px; font-weight: 600; text-transform: uppercase; letter-spacing: .06em; color: var(--dim);
              margin: 2px 0 6px; }
-  .xstore { margin-bottom: 12px; } .xstore .caption { justify-content: flex-start; padding: 0; } .xwhen { color: var(--dim); font-size: 12px; margin-bottom: 4px; }
-  .xrow { display: grid; grid-template-columns: 1fr auto; gap: 0 8px; padding: 4px 0; border-top: 1px solid var(--line); }
+  .xstore { margin-bottom: 12px; } .xstore .caption { justify-content: flex-start; padding: 0; }
+  .xwhen { color: var(--dim); font-size: 12px; margin-bottom: 4px; }
+  .xrow { display: grid; grid-template-columns: 1fr auto; gap: 0 8px; padding: 4px 0;
+          border-top: 1px solid var(--line); }
   .xrow .k { color: var(--dim); overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   .xrow .v { text-align: right; font-variant-numeric: tabular-nums; }
   .xrow canvas { grid-column: 1 / 3; width: 100%; height: 34px; margin-top: 3px; }
@@ -130,7 +132,8 @@ PAGE = r"""<!doctype html>
       newest &#8677;</button>
   </div>
   <div id="row2">
-    <span><span class="lbl" id="poslabel">index</span> <b id="frame_index">-</b><span class="lbl"> of 0&ndash;</span><span
+    <span><span class="lbl" id="poslabel">index</span> <b id="frame_index">-</b><span class="lbl"> of
+      0&ndash;</span><span
       id="last_index" class="num">-</span></span>
     <span><span class="lbl">frame_number</span> <b id="frame_number">-</b></span>
     <span><b id="datetime">-</b> <span class="num lbl" id="offset"></span></span>
@@ -153,7 +156,8 @@ PAGE = r"""<!doctype html>
   <h2>Keys</h2>
   <table>
     <tr><td><kbd>Space</kbd></td><td>play / pause</td></tr>
-    <tr><td><kbd>&rarr;</kbd> <kbd>&larr;</kbd></td><td>next / previous frame (with <kbd>Shift</kbd>: 10 frames)</td></tr>
+    <tr><td><kbd>&rarr;</kbd> <kbd>&larr;</kbd></td>
+        <td>next / previous frame (with <kbd>Shift</kbd>: 10 frames)</td></tr>
     <tr><td><kbd>PgDn</kbd> <kbd>PgUp</kbd></td><td>one second forward / back</td></tr>
     <tr><td><kbd>Home</kbd> <kbd>End</kbd></td><td>first / last frame; <kbd>End</kbd> follows a live recording</td></tr>
     <tr><td><kbd>n</kbd> <kbd>p</kbd></td><td>next / previous dropped frames or pause</td></tr>
@@ -458,7 +462,9 @@ function scheduleExtra() {
 
 function fmtValue(v) {
   if (v === null || v === undefined) return "-";
-  if (typeof v === "number") return Number.isInteger(v) ? String(v) : (Math.abs(v) >= 1000 ? v.toFixed(1) : v.toPrecision(4));
+  if (typeof v === "number") {
+    return Number.isInteger(v) ? String(v) : (Math.abs(v) >= 1000 ? v.toFixed(1) : v.toPrecision(4));
+  }
   return typeof v === "object" ? JSON.stringify(v) : String(v);
 }
 
@@ -471,7 +477,8 @@ function renderExtra(j) {
     if (j.stores.length > 1) div.append(el("div", "caption", s.name));
     if (s.frame_index < 0) { div.append(el("div", "xwhen", "no frame of this store yet")); box.append(div); continue; }
     const when = s.current ? (s.current_frame_index === s.frame_index ? "at this frame"
-      : "last record: " + plural(s.frame_index - s.current_frame_index, "frame") + " earlier") : "no record yet at this frame";
+      : "last record: " + plural(s.frame_index - s.current_frame_index, "frame") + " earlier")
+      : "no record yet at this frame";
     div.append(el("div", "xwhen", when));
     for (const col of s.columns) {
       const row = el("div", "xrow"), v = s.current ? s.current[col] : null;
@@ -481,7 +488,11 @@ function renderExtra(j) {
       val.dataset.store = s.store;
       row.append(k, val);
       const series = s.series && s.series.columns[col];
-      if (series) { const c = el("canvas"); row.append(c); requestAnimationFrame(() => spark(c, s.series, series, s.frame_index)); }
+      if (series) {
+        const c = el("canvas");
+        row.append(c);
+        requestAnimationFrame(() => spark(c, s.series, series, s.frame_index));
+      }
       div.append(row);
     }
     box.append(div);

@@ -38,7 +38,7 @@ from ._common import (
     to_uint8,
 )
 
-__all__ = ["main", "extra_records", "convert_store", "VideoExporter"]
+__all__ = ["VideoExporter", "convert_store", "extra_records", "main"]
 
 PROG = "imgstore-convert"
 #: x264 constant rate factor of --to-video when --quality is not given (visually lossless)
@@ -301,8 +301,9 @@ def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | No
         A frame cannot be read (without ``skip_damaged``); ``dest`` is closed first and
         holds the frames before it.
     """
-    import imgstore
     from tqdm import tqdm
+
+    import imgstore
 
     from ..errors import ImgStoreError, StoreWriteError
 
@@ -349,7 +350,7 @@ def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | No
             exporter = VideoExporter(to_video, width=shape[1], height=shape[0], fps=fps_value or 25.0,
                                      crf=DEFAULT_VIDEO_CRF if quality is None else quality)
             result["csv"] = os.path.splitext(to_video)[0] + ".csv"
-            csv_file = open(result["csv"], "w", newline="")
+            csv_file = open(result["csv"], "w", newline="")  # noqa: SIM115 - closed in the finally below
             writer = csv.writer(csv_file)
             writer.writerow(["frame_index", "frame_number", "frame_time"])
 

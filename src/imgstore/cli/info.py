@@ -23,8 +23,15 @@ from ._common import (
     to_json,
 )
 
-__all__ = ["main", "summarize", "format_summary", "frame_number_gaps", "long_intervals", "plot_intervals",
-           "interval_figure"]
+__all__ = [
+    "format_summary",
+    "frame_number_gaps",
+    "interval_figure",
+    "long_intervals",
+    "main",
+    "plot_intervals",
+    "summarize",
+]
 
 PROG = "imgstore-info"
 #: an interval longer than this many median intervals counts as a pause
@@ -81,7 +88,7 @@ def frame_number_gaps(frame_numbers: np.ndarray, frame_times: np.ndarray | None 
     where = np.flatnonzero(jumps > 1)
     missing = jumps[where] - 1
     out["missing"] = int(missing.sum())
-    out["gaps"] = int(len(where))
+    out["gaps"] = len(where)
     order = np.argsort(-missing, kind="stable")[:top]
     for k in order:
         i = int(where[k])
@@ -119,7 +126,7 @@ def long_intervals(frame_times: np.ndarray, frame_numbers: np.ndarray | None = N
     threshold = factor * median
     out["threshold_s"] = threshold
     where = np.flatnonzero(dt > threshold)
-    out["count"] = int(len(where))
+    out["count"] = len(where)
     for k in np.argsort(-dt[where], kind="stable")[:top]:
         i = int(where[k]) + 1
         item = {"frame_index": i, "interval_s": float(dt[i - 1]), "ratio": float(dt[i - 1] / median),
@@ -197,7 +204,7 @@ def summarize(store) -> dict[str, Any]:
     info["quick_check"] = _quick_check(store)
     extra = store.get_extra_data(ignore_corrupt_chunks=True)
     if extra is not None:
-        info["extra_data"] = {"rows": int(len(extra)), "columns": [str(c) for c in extra.columns]}
+        info["extra_data"] = {"rows": len(extra), "columns": [str(c) for c in extra.columns]}
     return info
 
 

@@ -22,6 +22,7 @@ SIGINT (Ctrl-C) and SIGTERM stop the recording; the store is closed properly eit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import math
 import os
@@ -49,8 +50,15 @@ from ._common import (
     run_command,
 )
 
-__all__ = ["main", "TestPatternSource", "CameraSource", "VideoFileSource", "StopFlag", "LiveViewer",
-           "check_destination"]
+__all__ = [
+    "CameraSource",
+    "LiveViewer",
+    "StopFlag",
+    "TestPatternSource",
+    "VideoFileSource",
+    "check_destination",
+    "main",
+]
 
 PROG = "imgstore-save"
 #: frames recorded from testsrc when neither --frames nor --duration is given
@@ -256,7 +264,7 @@ class VideoFileSource(Source):
         self.fps = float(rate) if rate else None
         self.total = int(stream.frames) or None
         if self.total is None and stream.duration is not None and self.fps:
-            self.total = int(round(float(stream.duration * stream.time_base) * self.fps))
+            self.total = round(float(stream.duration * stream.time_base) * self.fps)
         # pts are relative to the stream's declared start (MPEG-TS files start at 1.4 s...)
         self._t_start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         self.start_time = time.time() if start_time is None else start_time
@@ -302,7 +310,7 @@ def _progress(source: Source, limit: int | None, duration: float | None):
     if limit is not None:
         total = min(total, limit) if total else limit
     if duration is not None and source.fps and source.steady:
-        total = min(total or math.inf, int(math.ceil(duration * source.fps)))
+        total = min(total or math.inf, math.ceil(duration * source.fps))
     # a source that runs until stopped gets a plain counter (frames, rate, elapsed)
     return tqdm(total=total if total and total != math.inf else None, unit=" frames",
                 desc=f"recording {source.name}", file=sys.stderr, dynamic_ncols=True, mininterval=0.25)
@@ -334,10 +342,8 @@ class LiveViewer:
         # a session of its own: Ctrl-C in the terminal stops the recording, which then stops the viewer
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
         if hasattr(os, "setpriority"):
-            try:
+            with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, self.proc.pid, 10)
-            except OSError:
-                pass
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the viewer (as Ctrl-C would), killing it if it does not stop in ``timeout`` seconds."""

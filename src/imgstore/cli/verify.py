@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ._common import EXIT_FAILURE, EXIT_OK, ArgumentParser, positive_int, run_command, to_json
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 PROG = "imgstore-verify"
 
@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Body of the command."""
-    import imgstore
     from tqdm import tqdm
+
+    import imgstore
 
     from ..verify import verify
 

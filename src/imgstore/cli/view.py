@@ -58,7 +58,7 @@ from ._common import (
     to_uint8,
 )
 
-__all__ = ["main", "Viewer", "make_server", "timeline_events"]
+__all__ = ["Viewer", "main", "make_server", "timeline_events"]
 
 PROG = "imgstore-view"
 #: how often a live store is checked for new frames (seconds)
@@ -174,7 +174,7 @@ class Viewer:
             names = [os.path.basename(os.path.normpath(s.filename)) or s.filename for s in stores]
             if len(set(names)) != len(names):
                 names = [f"{i + 1}: {n}" for i, n in enumerate(names)]
-        self.states = [_StoreState(s, n) for s, n in zip(stores, names)]
+        self.states = [_StoreState(s, n) for s, n in zip(stores, names, strict=False)]
         self.store = stores[0]
         self.tz = self.states[0].tz
         # readers are not thread-safe, and a refresh replaces the index under the readers
@@ -279,7 +279,7 @@ class Viewer:
         with self.lock:
             if self._info_json is None:
                 summaries = [summarize(st.store) for st in self.states]
-                for st, summary in zip(self.states, summaries):
+                for st, summary in zip(self.states, summaries, strict=False):
                     summary["name"] = st.name
                     summary.pop("store_metadata", None)
                 info = dict(summaries[0])
@@ -389,7 +389,7 @@ class Viewer:
                         own &= self.step_status[:, k].astype(bool)
                     step_of[self.step_map[own, k]] = np.flatnonzero(own)
                     steps = step_of[fi] if len(fi) else fi
-                for s, kd, sz, f in zip(steps.tolist(), kind.tolist(), size.tolist(), fi.tolist()):
+                for s, kd, sz, f in zip(steps.tolist(), kind.tolist(), size.tolist(), fi.tolist(), strict=False):
                     if s >= 0:
                         rows.append((s, kd, k, sz, f))
             dropped = 0
@@ -460,7 +460,7 @@ class Viewer:
                     row = df.iloc[pos]
                     entry["current"] = {str(c): _plain(row[c]) for c in cols}
                     entry["current_frame_index"] = int(row_index[pos])
-                half = window or max(25, int(round(5 * self.fps)))
+                half = window or max(25, round(5 * self.fps))
                 lo = int(np.searchsorted(row_index, fi - half, side="left"))
                 hi = int(np.searchsorted(row_index, fi + half, side="right"))
                 stride = max(1, (hi - lo) // MAX_PLOT_POINTS)
@@ -534,7 +534,7 @@ def _handler_class(viewer: Viewer, page: bytes, verbose: bool) -> type[http.serv
         protocol_version = "HTTP/1.1"  # keep-alive: playback makes many small requests
         server_version = "imgstore-view"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's signature
+        def log_message(self, format: str, *args: Any) -> None:
             if verbose:
                 super().log_message(format, *args)
 
@@ -552,7 +552,7 @@ def _handler_class(viewer: Viewer, page: bytes, verbose: bool) -> type[http.serv
         def _json(self, code: int, obj: Any) -> None:
             self._send(code, to_json(obj, indent=None).encode(), "application/json")
 
-        def do_GET(self) -> None:  # noqa: N802 - the base's name
+        def do_GET(self) -> None:
             url = urllib.parse.urlsplit(self.path)
             query = urllib.parse.parse_qs(url.query)
             one = lambda key: (query.get(key) or [None])[0]  # noqa: E731
@@ -594,7 +594,7 @@ def _handler_class(viewer: Viewer, page: bytes, verbose: bool) -> type[http.serv
             except Exception as exc:  # a damaged chunk must not kill the server: show it in the page
                 self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
@@ -709,10 +709,8 @@ def run(args: argparse.Namespace) -> int:
                     port = server.server_address[1]
                     print(f"no display here: open the URL on this machine's browser, or from your computer "
                           f"after 'ssh -L {port}:127.0.0.1:{port} <this host>'", flush=True)
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 server.serve_forever(poll_interval=0.2)
-            except KeyboardInterrupt:
-                pass
     print("viewer stopped", flush=True)
     return 0
 
