@@ -47,7 +47,7 @@ PAGE = r"""<!doctype html>
   .caption .name { color: var(--text); font-weight: 600; overflow: hidden; text-overflow: ellipsis; }
   .caption .tag { font-size: 11px; padding: 0 5px; border-radius: 3px; background: #3a3f4b; color: var(--text); }
   .caption .tag.repeat { background: #5a4a1a; } .caption .tag.blank { background: #5a1f1f; }
-  .wrap { flex: 1; min-height: 0; display: flex; align-items: center; justify-content: center;
+  .wrap { flex: 1; min-height: 0; display: flex; align-items: flex-start; justify-content: center;
           overflow: hidden; }
   .wrap img { display: block; background: #000; }
   .wrap img.up { image-rendering: pixelated; }
