@@ -21,7 +21,7 @@ def write_store(path, numbers, times, fmt="npy", shape=(48, 64), chunksize=10, m
     """A small barcode store; extra data ``sensor=i`` is added after the frames at positions ``extra_at``."""
     with imgstore.new_for_format(fmt, basedir=str(path), imgshape=shape, imgdtype="uint8", chunksize=chunksize,
                                  metadata=metadata or {}) as store:
-        for i, (fn, ft) in enumerate(zip(numbers, times)):
+        for i, (fn, ft) in enumerate(zip(numbers, times, strict=False)):
             store.add_image(make_frame(fn, *shape[:2], color=len(shape) == 3), fn, ft)
             if i in extra_at:
                 store.add_extra_data(sensor=i, label=f"s{i}")
@@ -179,5 +179,47 @@ def test_bad_arguments(argv, status, message, capsys):
 
 
 def test_plot_needs_image_name(gappy_store, capsys):
-    assert info.main([gappy_store, "--plot", "out.txt"]) == 1
+    assert info.main([gappy_store, "--plot", "out.txt"]) == 2  # a bad argument
     assert ".png" in one_error_line(capsys.readouterr().err, "imgstore-info")
+
+
+# ---------------------------------------------------------------------- the plot's axes, the time zone
+
+def test_plot_axes_log_steps_local_dates(tmp_path):
+    """Log y axis; a long interval is one flat step (not a ramp); the x axis is local date-times."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    t0 = 1_700_000_000.0
+    times = [t0 + 0.04 * i for i in range(50)] + [t0 + 3600 * 24 * 7 + 0.04 * i for i in range(50)]  # a week
+    path = write_store(str(tmp_path / "week"), list(range(100)), times, metadata={"timezone": "America/New_York"})
+    with imgstore.new_for_filename(path) as store:
+        fig = info.interval_figure(store)
+    try:
+        ax = fig.axes[0]
+        assert ax.get_yscale() == "log"
+        [steps] = [p for p in ax.patches if p.get_label() == "frame interval"]  # stairs: a flat step per interval
+        vertices = steps.get_path().vertices
+        long_step = vertices[np.isclose(vertices[:, 1], 3600 * 24 * 7 * 1000 - 49 * 40, rtol=1e-6)]
+        assert len(long_step) == 2 and long_step[1, 0] - long_step[0, 0] == pytest.approx(7 - 49 * 0.04 / 86400)
+        formatter = ax.xaxis.get_major_formatter()
+        assert isinstance(formatter, mdates.ConciseDateFormatter)
+        assert str(formatter._tz) == "America/New_York"
+        assert "America/New_York" in ax.get_xlabel()
+    finally:
+        plt.close(fig)
+
+
+def test_times_in_the_zone_the_recording_names(tmp_path, capsys):
+    """The 'timezone' user-metadata key wins over the zone of the machine that wrote the store."""
+    t0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
+    path = write_store(str(tmp_path / "tz"), [0, 1], [t0, t0 + 0.04], metadata={"timezone": "Asia/Tokyo"})
+    assert info.main([path]) == 0
+    out = capsys.readouterr().out
+    assert "2023-11-15 07:13:20.000 JST  (Asia/Tokyo)" in out
+    bad = write_store(str(tmp_path / "bad"), [0, 1], [t0, t0 + 0.04], metadata={"timezone": "Mars/Olympus"})
+    with imgstore.new_for_filename(bad) as store:
+        from imgstore.cli._common import recording_timezone
+
+        assert recording_timezone(store) == store.created[1]  # not a zone: the store's own

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import imgstore
-from imgstore.cli import _common, main as cli_main
+from imgstore.cli import _common
+from imgstore.cli import main as cli_main
 from imgstore.testing.barcode import make_frame
 
 COMMAND_MODULES = {"save": "save", "view": "view", "info": "info", "convert": "convert", "test": "selftest"}

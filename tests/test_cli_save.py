@@ -22,10 +22,6 @@ from imgstore.testing.barcode import make_frame, read_barcode
 from .cli_util import one_error_line
 
 
-
-
-
-
 def make_video(path, n: int, fps: int = 25, shape=(96, 160)) -> None:
     """A lossless grey video of barcode frames 0..n-1 (FFV1 in Matroska)."""
     import av
@@ -148,7 +144,7 @@ class FakeCapture:
         self.n = 0
         self.props = {}
 
-    def isOpened(self):  # noqa: N802 - OpenCV's name
+    def isOpened(self):
         return self.index == 0
 
     def set(self, prop, value):
@@ -172,6 +168,7 @@ def test_camera(tmp_path, monkeypatch, capsys):
     import cv2
 
     monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    monkeypatch.setattr(save, "camera_present", lambda index=0: True)
     dest = str(tmp_path / "cam")
     t = time.time()
     assert save.main([dest, "--source", "0", "--format", "npy", "--grey", "--fps", "30"]) == 0
@@ -189,17 +186,18 @@ def test_camera_missing(tmp_path, monkeypatch, capsys):
     import cv2
 
     monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    monkeypatch.setattr(save, "camera_present", lambda index=0: True)  # the device is there but will not open
     assert save.main([str(tmp_path / "cam"), "--source", "3", "--format", "npy"]) == 1
     assert "could not open camera 3" in one_error_line(capsys.readouterr().err, "imgstore-save")
 
 
-def test_auto_source_prefers_camera(tmp_path, monkeypatch, capsys):
+def test_source_auto_prefers_camera(tmp_path, monkeypatch, capsys):
     import cv2
 
     monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
     monkeypatch.setattr(save, "camera_present", lambda index=0: True)
     dest = str(tmp_path / "auto")
-    assert save.main([dest, "--format", "npy"]) == 0
+    assert save.main([dest, "--source", "auto", "--format", "npy"]) == 0
     with imgstore.new_for_filename(dest) as store:
         assert store.image_shape == (48, 64, 3)  # the camera's colour frames, not the test pattern
         assert len(store) == FakeCapture.frames
@@ -275,18 +273,19 @@ def test_existing_store_needs_overwrite(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, status, message", [
-    (["--source", "/no/such/movie.mp4"], 1, "no such file"),
-    (["--source", "testsrc", "--format", "bogus"], 1, "format 'bogus' is not supported"),
+    (["--source", "/no/such/movie.mp4"], 2, "no such file"),
+    (["--source", "testsrc", "--format", "bogus"], 2, "format 'bogus' is not supported"),
     (["--source", "testsrc", "--size", "0x10"], 2, "must be positive"),
     (["--source", "testsrc", "--size", "large"], 2, "not a size"),
     (["--source", "testsrc", "--frames", "-3"], 2, "greater than 0"),
     (["--source", "testsrc", "--fps", "nan"], 2, "positive number"),
-    (["--source", "testsrc", "--metadata", "novalue"], 1, "KEY=VALUE"),
-    (["--source", "testsrc", "--metadata", "__store=1"], 1, "reserved"),
-    (["--source", "testsrc", "--start-time", "yesterday"], 1, "ISO date-time"),
+    (["--source", "testsrc", "--metadata", "novalue"], 2, "KEY=VALUE"),
+    (["--source", "testsrc", "--metadata", "__store=1"], 2, "reserved"),
+    (["--source", "testsrc", "--start-time", "yesterday"], 2, "ISO date-time"),
     (["--color", "--grey"], 2, "not allowed with"),
 ])
 def test_bad_arguments(tmp_path, capsys, extra, status, message):
+    """Every bad value is a bad argument: exit status 2 (docs/cli.md), one line naming it."""
     dest = str(tmp_path / "s")
     assert save.main([dest, "--format", "npy", *extra] if "--format" not in extra else [dest, *extra]) == status
     assert message in one_error_line(capsys.readouterr().err, "imgstore-save")

@@ -71,7 +71,7 @@ def test_random_access_mismatch_is_caught(monkeypatch, capsys):
 
     def wrong_frame(self, frame_number, exact_only=True, frame_index=None):
         # answer every random request with the first frame
-        img, meta = real(self, frame_number, exact_only, frame_index)
+        _img, meta = real(self, frame_number, exact_only, frame_index)
         return self[0], meta
 
     monkeypatch.setattr(imgstore.ImgStore, "get_image", wrong_frame)

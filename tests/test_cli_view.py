@@ -17,6 +17,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def store_path(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("view") / "store")
     with imgstore.new_for_format("png", basedir=path, imgshape=SHAPE, imgdtype="uint8", chunksize=16,
                                  metadata={"timezone": "Europe/Vienna"}) as store:
-        for fn, ft in zip(NUMBERS, TIMES):
+        for fn, ft in zip(NUMBERS, TIMES, strict=False):
             store.add_image(make_frame(fn, *SHAPE), fn, ft)
     return path
 
@@ -81,7 +82,7 @@ def test_info_endpoint(server):
 def test_page_is_served(server):
     status, headers, body = get(server.url)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert b'id="frame"' in body and b"/quit" in body
+    assert b'id="frames"' in body and b'id="timeline"' in body and b"/quit" in body
 
 
 def test_frame_endpoint(server):
@@ -161,7 +162,7 @@ def test_bad_arguments(capsys, tmp_path):
     assert view.main([str(tmp_path / "nostore"), "--no-browser"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("imgstore-view: error:") and "does not exist" in err[0]
-    assert view.main(["x", "--port", "70000"]) == 1
+    assert view.main(["x", "--port", "70000"]) == 2  # a bad argument (docs/cli.md)
     assert "not a port number" in capsys.readouterr().err
 
 
@@ -230,7 +231,7 @@ def driver(tmp_path_factory):
 
 def start_viewer(store_path: str, *extra: str) -> tuple[subprocess.Popen, str]:
     """``python -m imgstore view`` in a subprocess; returns it and the URL it printed."""
-    proc = subprocess.Popen([sys.executable, "-m", "imgstore", "view", store_path, "--no-browser", *extra],
+    proc = subprocess.Popen([sys.executable, "-m", "imgstore", "view", store_path, *extra, "--no-browser"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # the first line names the URL once the server listens
     m = re.search(r"http://127\.0\.0\.1:\d+/", line)
@@ -257,8 +258,8 @@ def shown_frame(driver) -> np.ndarray:
         "const r = document.getElementById('frame').getBoundingClientRect();"
         "return [r.left, r.top, r.width, r.height];")
     shot = cv2.imdecode(np.frombuffer(driver.get_screenshot_as_png(), np.uint8), cv2.IMREAD_GRAYSCALE)
-    x, y = int(round(left)), int(round(top))
-    return shot[y:y + int(round(height)), x:x + int(round(width))]
+    x, y = round(left), round(top)
+    return shot[y:y + round(height), x:x + round(width)]
 
 
 def test_page_in_chromium(driver, store_path):
@@ -283,9 +284,9 @@ def test_page_in_chromium(driver, store_path):
         assert read_barcode(img) == 1003
         assert np.abs(img.astype(int) - make_frame(1003, *SHAPE)).max() <= 2  # PNG: the exact pixels
         assert text("frame_index") == "3"
-        assert text("datetime").startswith(
-            datetime.datetime.fromtimestamp(TIMES[3], tz=datetime.timezone.utc).astimezone(
-                imgstore.new_for_filename(store_path).created[1]).strftime("%Y-%m-%d %H:%M:%S.120"))
+        # in the zone the recording names in its metadata, not the machine's (UTC here)
+        assert text("datetime") == datetime.datetime.fromtimestamp(TIMES[3], tz=ZoneInfo("Europe/Vienna")).strftime(
+            "%Y-%m-%d %H:%M:%S.120 %Z")
 
         body.send_keys(Keys.SHIFT, Keys.ARROW_RIGHT)  # 10 frames: index 13, across the gap
         wait.until(lambda d: text("frame_index") == "13")

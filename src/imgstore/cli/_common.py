@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import math
 import os
 import sys
@@ -17,30 +18,48 @@ import numpy as np
 from ..errors import ImgStoreError
 
 __all__ = [
-    "CLIError",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "ArgumentParser",
-    "run_command",
+    "CLIError",
+    "UsageError",
     "available_formats",
-    "is_video_format",
-    "default_format",
     "check_format",
-    "parse_size",
-    "parse_metadata",
-    "parse_time",
-    "format_local",
+    "default_format",
     "format_duration",
-    "positive_int",
+    "format_local",
+    "is_video_format",
+    "parse_metadata",
+    "parse_size",
+    "parse_time",
+    "port_number",
     "positive_float",
+    "positive_int",
+    "recording_timezone",
+    "resolve_format",
+    "run_command",
     "to_json",
     "to_uint8",
 ]
+
+#: exit statuses of every command (docs/cli.md)
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 #: set to 1 to get a traceback instead of the one-line error (for bug reports)
 DEBUG_ENV = "IMGSTORE_DEBUG"
 
 
 class CLIError(Exception):
-    """A problem with what the user asked for; reported as one line and exit status 1."""
+    """A failure the user should read about (no such store, unreadable file); one line, exit status 1."""
+
+
+class UsageError(CLIError):
+    """Arguments that make no sense together or name a bad value; one line, exit status 2."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -69,6 +88,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port 0..65535 (0: a free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0..65535)")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     try:
@@ -81,7 +111,13 @@ def positive_float(text: str) -> float:
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line describing ``exc`` for a user (no errno noise, no traceback)."""
+    """One line describing ``exc`` for a user (no errno noise, no traceback, no API words)."""
+    from ..errors import StoreExistsError
+
+    if isinstance(exc, StoreExistsError):
+        # the library's message names its keyword arguments; a command-line user has options
+        where = os.fspath(exc.filename) if exc.filename is not None else "the destination"
+        return f"a store (or store files) already exists at '{where}' (use --overwrite to replace it)"
     if isinstance(exc, OSError) and exc.strerror:
         msg = exc.strerror
         if exc.filename is not None and os.fspath(exc.filename) not in msg:
@@ -93,9 +129,48 @@ def describe_error(exc: BaseException) -> str:
     return " ".join(msg.split())
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None, *, prog: str) -> None:
-    # library warnings (a cropped frame size, a recovered chunk) as one readable line
-    print(f"{prog}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+class _WarningPrinter:
+    """Prints library warnings (a cropped frame size, a recovered chunk) as one prefixed line, each once.
+
+    The same store is often opened several times by one command (repair looks, then
+    re-opens), and each open would repeat the same warning.
+    """
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+        self.seen: set[str] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text in self.seen:
+            return
+        self.seen.add(text)
+        print(f"{self.prog}: warning: {text}", file=sys.stderr, flush=True)
+
+
+class _LogToWarningLine(logging.Handler):
+    """The library's log records (warnings and worse) as the same one-line ``prog: warning:`` messages."""
+
+    def __init__(self, printer: _WarningPrinter) -> None:
+        super().__init__(logging.WARNING)
+        self.printer = printer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.printer(record.getMessage(), UserWarning, record.pathname, record.lineno)
+        except Exception:
+            self.handleError(record)
+
+
+def _quiet_stdout_after_broken_pipe() -> None:
+    # the reader of our output went away (`imgstore-info X | head`): that is not an error;
+    # point stdout at /dev/null so the interpreter's final flush does not complain either
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def run_command(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
@@ -122,21 +197,42 @@ def run_command(prog: str, parser: argparse.ArgumentParser, run: Callable[[argpa
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    library_log = logging.getLogger("imgstore")
+    handler = None
     with warnings.catch_warnings():
         if not debug:
-            warnings.showwarning = lambda *a, **k: _show_warning(*a, **k, prog=prog)
+            printer = _WarningPrinter(prog)
+            warnings.showwarning = printer
+            # without a handler, Python's last resort prints the library's log records bare
+            handler = _LogToWarningLine(printer)
+            library_log.addHandler(handler)
+            previous_propagate, library_log.propagate = library_log.propagate, False
         try:
-            return int(run(args) or 0)
+            status = int(run(args) or EXIT_OK)
+            sys.stdout.flush()
+            return status
+        except BrokenPipeError:
+            _quiet_stdout_after_broken_pipe()
+            return EXIT_OK
+        except UsageError as exc:
+            if debug:
+                raise
+            print(f"{prog}: error: {describe_error(exc)} (see {prog} --help)", file=sys.stderr)
+            return EXIT_USAGE
         except (CLIError, ImgStoreError, OSError, ImportError) as exc:
             if debug:
                 raise
             print(f"{prog}: error: {describe_error(exc)}", file=sys.stderr)
-            return 1
+            return EXIT_FAILURE
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
+        finally:
+            if handler is not None:
+                library_log.removeHandler(handler)
+                library_log.propagate = previous_propagate
 
 
 # ---------------------------------------------------------------------- formats
@@ -174,12 +270,23 @@ def default_format() -> str:
     return "h264/mkv" if "h264/mkv" in formats else "npy"
 
 
-def check_format(fmt: str) -> None:
-    """Raise :class:`CLIError` unless ``fmt`` can be written here."""
+#: short names the reference accepted for a format (``new_for_format('mjpeg', ...)``)
+FORMAT_ALIASES = {"mjpeg": "mjpeg/avi"}
+
+
+def resolve_format(fmt: str) -> str:
+    """The format's own name for ``fmt`` or one of its documented aliases (``mjpeg`` -> ``mjpeg/avi``)."""
+    return FORMAT_ALIASES.get(fmt, fmt)
+
+
+def check_format(fmt: str) -> str:
+    """The format's own name; raise :class:`UsageError` unless ``fmt`` (or its alias) can be written here."""
+    name = resolve_format(fmt)
     formats, why = available_formats()
-    if fmt not in formats:
-        hint = f" ({why})" if why and is_video_format(fmt) else ""
-        raise CLIError(f"format {fmt!r} is not supported here{hint}; choose from {', '.join(formats)}")
+    if name not in formats:
+        hint = f" ({why})" if why and is_video_format(name) else ""
+        raise UsageError(f"--format {fmt!r} is not supported here{hint}; choose from {', '.join(formats)}")
+    return name
 
 
 # ---------------------------------------------------------------------- argument values
@@ -207,9 +314,9 @@ def parse_metadata(items: Sequence[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise CLIError(f"--metadata {item!r} must be KEY=VALUE")
+            raise UsageError(f"--metadata {item!r} must be KEY=VALUE")
         if key.startswith("__"):
-            raise CLIError(f"--metadata key {key!r} is reserved (keys starting with '__' belong to the store)")
+            raise UsageError(f"--metadata key {key!r} is reserved (keys starting with '__' belong to the store)")
         try:
             out[key] = json.loads(value)
         except ValueError:
@@ -231,12 +338,12 @@ def parse_time(text: str, tz: datetime.tzinfo | None) -> float:
         pass
     else:
         if not math.isfinite(value):
-            raise CLIError(f"time {text!r} is not finite")
+            raise UsageError(f"time {text!r} is not finite")
         return value
     try:
         dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
-        raise CLIError(f"{text!r} is neither seconds since the epoch nor an ISO date-time "
+        raise UsageError(f"{text!r} is neither seconds since the epoch nor an ISO date-time "
                        f"like 2024-05-01T12:00:00") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz) if tz is not None else dt.astimezone()
@@ -244,6 +351,25 @@ def parse_time(text: str, tz: datetime.tzinfo | None) -> float:
 
 
 # ---------------------------------------------------------------------- output
+
+def recording_timezone(store) -> datetime.tzinfo:
+    """The time zone a recording's local times are shown in.
+
+    The ``timezone`` user-metadata key when it names a valid IANA zone (labs set it when
+    the recording machine's clock zone is not the lab's), else the zone the store recorded
+    at creation (``store.created[1]``), else UTC.
+    """
+    import zoneinfo
+
+    name = (store.user_metadata or {}).get("timezone")
+    if isinstance(name, str) and name.strip():
+        try:
+            return zoneinfo.ZoneInfo(name.strip())
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    tz = store.created[1]
+    return tz if tz is not None else datetime.timezone.utc
+
 
 def format_local(frame_time: float, tz: datetime.tzinfo | None, seconds_decimals: int = 3) -> str:
     """``2024-05-01 12:00:00.000 CEST``: a frame_time as local time in the store's zone."""

@@ -24,17 +24,21 @@ from typing import Any
 import numpy as np
 
 from ._common import (
+    EXIT_INTERRUPTED,
     ArgumentParser,
     CLIError,
+    UsageError,
     check_format,
+    describe_error,
     is_video_format,
     positive_float,
     positive_int,
+    resolve_format,
     run_command,
     to_uint8,
 )
 
-__all__ = ["main", "extra_records", "convert_store", "VideoExporter"]
+__all__ = ["VideoExporter", "convert_store", "extra_records", "main"]
 
 PROG = "imgstore-convert"
 #: x264 constant rate factor of --to-video when --quality is not given (visually lossless)
@@ -207,9 +211,58 @@ def _copy_recording_time(src, dest_path: str) -> None:
 
 # ---------------------------------------------------------------------- conversion
 
+class DamagedSourceError(CLIError):
+    """A source frame could not be read and ``skip_damaged`` was not asked for."""
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``'1-3, 7'`` (sorted input)."""
+    parts: list[str] = []
+    start = prev = None
+    for v in values:
+        if start is None:
+            start = prev = v
+        elif v == prev + 1:
+            prev = v
+        else:
+            parts.append(f"{start}-{prev}" if prev != start else f"{start}")
+            start = prev = v
+    if start is not None:
+        parts.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ", ".join(parts)
+
+
+def resume_position(src, dest: str) -> int:
+    """The frame_index of ``src`` to continue an interrupted conversion into ``dest`` from.
+
+    The last frame of ``dest`` (its frame_number and frame_time) is looked up in ``src``;
+    the conversion continues after it.
+
+    Raises
+    ------
+    CLIError
+        ``dest`` does not hold a conversion of ``src``.
+    """
+    import imgstore
+
+    with imgstore.new_for_filename(dest) as done:
+        if len(done) == 0:
+            return 0
+        last_fn = int(done.frame_numbers[-1])
+        last_ft = float(done.frame_times[-1])
+    fns = np.asarray(src.frame_numbers)
+    fts = np.asarray(src.frame_times)
+    hits = np.flatnonzero((fns == last_fn) & (np.abs(fts - last_ft) < 1e-6))
+    if not len(hits):
+        raise CLIError(f"{dest} is not a conversion of {src.filename}: its last frame (#{last_fn} at "
+                       f"{last_ft!r}) is not in the source")
+    return int(hits[-1]) + 1
+
+
 def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | None = None,
                   quality: int | None = None, fps: float | None = None, overwrite: bool = False,
-                  to_video: str | None = None, progress: bool = True) -> dict[str, Any]:
+                  to_video: str | None = None, progress: bool = True, skip_damaged: bool = False,
+                  resume: bool = False, stop=None) -> dict[str, Any]:
     """Copy the frames of ``src`` into a new store and/or an ordinary video, in one pass.
 
     Parameters
@@ -226,45 +279,78 @@ def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | No
         Also write an H.264 video here, and ``<name>.csv`` beside it.
     progress
         Show a progress bar on stderr.
+    skip_damaged
+        Leave out source frames that cannot be read (listed in ``skipped``) instead of stopping.
+    resume
+        ``dest`` holds an interrupted conversion: append the frames after its last one.
+    stop
+        Checked between frames (true: stop); the destination is then closed as a valid,
+        shorter store.
 
     Returns
     -------
     dict
         ``frames`` written, ``extra_records`` re-added, ``mismatched_extra`` (records whose
-        own frame_number/frame_time differ from their frame's; the store sets those) and
-        ``csv`` (path or None).
+        own frame_number/frame_time differ from their frame's; the store sets those),
+        ``csv`` (path or None), ``skipped`` (``[frame_index, frame_number, error]`` of each
+        unreadable frame left out), ``resumed_from`` (frame_index, or None), ``interrupted``.
+
+    Raises
+    ------
+    DamagedSourceError
+        A frame cannot be read (without ``skip_damaged``); ``dest`` is closed first and
+        holds the frames before it.
     """
-    import imgstore
     from tqdm import tqdm
+
+    import imgstore
+
+    from ..errors import ImgStoreError, StoreWriteError
 
     n = len(src)
     shape = tuple(src.image_shape)
     store = None
     exporter = None
     by_index: dict[int, list[dict[str, Any]]] = {}
-    result: dict[str, Any] = {"frames": 0, "extra_records": 0, "mismatched_extra": 0, "csv": None}
+    result: dict[str, Any] = {"frames": 0, "extra_records": 0, "mismatched_extra": 0, "csv": None, "skipped": [],
+                              "resumed_from": None, "interrupted": False}
     fps_value = _source_fps(src, fps)
+    start = 0
+    if resume:
+        if dest is None or to_video is not None:
+            raise UsageError("--resume continues a store conversion (DEST); a --to-video export starts again")
+        start = resume_position(src, dest)
+        result["resumed_from"] = start
     if dest is not None:
         assert fmt is not None
-        options: dict[str, Any] = {}
-        if is_video_format(fmt) and fps_value:
-            options["fps"] = fps_value
-        if quality is not None:
-            options["quality"] = quality
-        if chunksize is None and is_video_format(fmt) == is_video_format(src.format):
-            chunksize = src.chunksize  # same kind of backend: keep the chunking
-        if chunksize is not None:
-            options["chunksize"] = chunksize
         by_index = _records_by_index(src, extra_records(src))
-        store = imgstore.new_for_format(fmt, basedir=dest, imgshape=shape, imgdtype=src.image_dtype,
-                                        metadata=dict(src.user_metadata), overwrite=overwrite, **options)
+        if resume:
+            store = imgstore.new_for_filename(dest, mode="a")
+            if resolve_format(store.format) != resolve_format(fmt):
+                store.close()
+                raise UsageError(f"--format {fmt} but {dest} is a {store.format} store")
+        else:
+            options: dict[str, Any] = {}
+            if is_video_format(fmt) and fps_value:
+                options["fps"] = fps_value
+            if quality is not None:
+                options["quality"] = quality
+            if chunksize is None and is_video_format(fmt) == is_video_format(src.format):
+                chunksize = src.chunksize  # same kind of backend: keep the chunking
+            if chunksize is not None:
+                options["chunksize"] = chunksize
+            store = imgstore.new_for_format(fmt, basedir=dest, imgshape=shape, imgdtype=src.image_dtype,
+                                            metadata=dict(src.user_metadata), overwrite=overwrite, **options)
     csv_file = None
+    fns = np.asarray(src.frame_numbers)
+    fts = np.asarray(src.frame_times)
+    damaged: str | None = None
     try:
         if to_video is not None:
             exporter = VideoExporter(to_video, width=shape[1], height=shape[0], fps=fps_value or 25.0,
                                      crf=DEFAULT_VIDEO_CRF if quality is None else quality)
             result["csv"] = os.path.splitext(to_video)[0] + ".csv"
-            csv_file = open(result["csv"], "w", newline="")
+            csv_file = open(result["csv"], "w", newline="")  # noqa: SIM115 - closed in the finally below
             writer = csv.writer(csv_file)
             writer.writerow(["frame_index", "frame_number", "frame_time"])
 
@@ -277,21 +363,37 @@ def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | No
                                    or (not _is_missing(own_ft) and abs(own_ft - store.frame_time) > 1e-3)):
                     result["mismatched_extra"] += 1
 
-        if store is not None:
+        if store is not None and start == 0:
             _add_extra(-1)  # records added before the first frame
         targets = " and ".join(x for x in (dest, to_video) if x)
-        with tqdm(total=n, unit=" frames", desc=f"converting to {targets}", file=sys.stderr,
+        with tqdm(total=n, initial=start, unit=" frames", desc=f"converting to {targets}", file=sys.stderr,
                   dynamic_ncols=True, mininterval=0.25, disable=not progress) as bar:
-            for index, (img, frame_number, frame_time) in enumerate(src.iter_frames()):
+            for index in range(start, n):
+                if stop:
+                    result["interrupted"] = True
+                    break
+                frame_number, frame_time = int(fns[index]), float(fts[index])
+                try:
+                    img = src[index]
+                except (ImgStoreError, OSError) as exc:
+                    if isinstance(exc, StoreWriteError):
+                        raise
+                    if not skip_damaged:
+                        damaged = (f"source frame_index {index} (frame_number {frame_number}) cannot be read: "
+                                   f"{describe_error(exc)}")
+                        break
+                    result["skipped"].append([index, frame_number, describe_error(exc)])
+                    bar.update(1)
+                    continue
                 if store is not None:
                     store.add_image(img, frame_number, frame_time)
                     _add_extra(index)
                 if exporter is not None:
                     exporter.write(img)
-                    writer.writerow([index, frame_number, repr(float(frame_time))])
+                    writer.writerow([index, frame_number, repr(frame_time)])
                 result["frames"] += 1
                 bar.update(1)
-        if store is not None:
+        if store is not None and damaged is None and not result["interrupted"]:
             # records pointing past the last frame (should not happen) are not lost
             for index in sorted(i for i in by_index if i >= n):
                 _add_extra(index)
@@ -302,8 +404,12 @@ def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | No
             exporter.close()
         if csv_file is not None:
             csv_file.close()
-    if dest is not None:
+    if dest is not None and not resume:
         _copy_recording_time(src, dest)
+    if damaged is not None:
+        kept = f"; {dest} is a valid store of the {start + result['frames']} frames before it" if dest else ""
+        raise DamagedSourceError(f"{damaged}{kept} (--skip-damaged leaves such frames out; "
+                                 f"imgstore-verify {src.filename} lists them all)")
     return result
 
 
@@ -324,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at DEST")
     p.add_argument("--to-video", metavar="FILE.mp4",
                    help="also (or only) export an ordinary H.264 video, plus FILE.csv beside it")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="leave out source frames that cannot be read (they are listed) instead of stopping")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted conversion into DEST after its last frame")
     return p
 
 
@@ -331,34 +441,61 @@ def run(args: argparse.Namespace) -> int:
     """Body of the command."""
     import imgstore
 
+    from .save import StopFlag
+
     if args.dest is None and args.to_video is None:
-        raise CLIError("give DEST (with --format) or --to-video FILE.mp4")
+        raise UsageError("give DEST (with --format) or --to-video FILE.mp4")
+    fmt = None
     if args.dest is not None:
-        if args.format is None:
-            raise CLIError("--format is required to write a store (e.g. --format ffv1/mkv)")
-        check_format(args.format)
+        if args.format is None and not args.resume:
+            raise UsageError("--format is required to write a store (e.g. --format ffv1/mkv)")
         if os.path.abspath(args.dest) == os.path.abspath(args.src):
-            raise CLIError("DEST must differ from SRC")
+            raise UsageError("DEST must differ from SRC")
+        if args.resume:
+            if args.overwrite:
+                raise UsageError("--resume keeps what DEST holds; --overwrite would replace it")
+            with imgstore.new_for_filename(args.dest) as done:  # a missing DEST is reported here
+                fmt = resolve_format(args.format or done.format)
+        fmt = check_format(fmt or args.format)
     elif args.format is not None:
-        raise CLIError("--format applies to a DEST store; none was given")
+        raise UsageError("--format applies to a DEST store; none was given")
     if args.to_video is not None:
         if os.path.splitext(args.to_video)[1].lower() == ".csv" or not os.path.splitext(args.to_video)[1]:
-            raise CLIError(f"--to-video {args.to_video!r}: give a video file name such as run.mp4")
+            raise UsageError(f"--to-video {args.to_video!r}: give a video file name such as run.mp4")
         if os.path.exists(args.to_video) and not args.overwrite:
             raise CLIError(f"{args.to_video} exists (use --overwrite to replace it)")
+    stop = StopFlag()
     with imgstore.new_for_filename(args.src) as src:
         if len(src) == 0:
             raise CLIError(f"{args.src} has no frames")
-        result = convert_store(src, args.dest, args.format, chunksize=args.chunksize, quality=args.quality,
-                               fps=args.fps, overwrite=args.overwrite, to_video=args.to_video)
+        # Ctrl-C must not land inside the encoder: it is noted, and the loop stops between frames
+        stop.install()
+        try:
+            result = convert_store(src, args.dest, fmt, chunksize=args.chunksize, quality=args.quality,
+                                   fps=args.fps, overwrite=args.overwrite, to_video=args.to_video,
+                                   skip_damaged=args.skip_damaged, resume=args.resume, stop=stop)
+        finally:
+            stop.restore()
+    if result["skipped"]:
+        numbers = [fn for _, fn, _ in result["skipped"]]
+        print(f"skipped {len(numbers)} unreadable source frame{'s' * (len(numbers) != 1)}: frame_number "
+              f"{_ranges(sorted(numbers))} (first error: {result['skipped'][0][2]})")
+    done = f"resumed at frame_index {result['resumed_from']}: " if result["resumed_from"] is not None else ""
     if args.dest is not None:
         extra = f", {result['extra_records']} extra-data records" if result["extra_records"] else ""
-        print(f"wrote {result['frames']} frames{extra} to {args.dest} ({args.format})")
+        print(f"{done}wrote {result['frames']} frames{extra} to {args.dest} ({fmt})")
         if result["mismatched_extra"]:
             warnings.warn(f"{result['mismatched_extra']} extra-data records had a frame_number/frame_time "
                           f"of their own; they now carry those of the frame they follow", stacklevel=1)
     if args.to_video is not None:
         print(f"wrote {result['frames']} frames to {args.to_video} and their numbers and times to {result['csv']}")
+    if result["interrupted"]:
+        import signal
+
+        name = signal.Signals(stop.signal).name if stop.signal else "interrupted"
+        hint = f"; continue with: imgstore-convert {args.src} {args.dest} --resume" if args.dest else ""
+        print(f"stopped early ({name}): {args.dest or args.to_video} is complete up to there{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -13,15 +13,33 @@ from typing import Any
 
 import numpy as np
 
-from ._common import ArgumentParser, CLIError, format_duration, format_local, run_command, to_json
+from ._common import (
+    ArgumentParser,
+    UsageError,
+    format_duration,
+    format_local,
+    recording_timezone,
+    run_command,
+    to_json,
+)
 
-__all__ = ["main", "summarize", "format_summary", "frame_number_gaps", "long_intervals", "plot_intervals"]
+__all__ = [
+    "format_summary",
+    "frame_number_gaps",
+    "interval_figure",
+    "long_intervals",
+    "main",
+    "plot_intervals",
+    "summarize",
+]
 
 PROG = "imgstore-info"
 #: an interval longer than this many median intervals counts as a pause
 LONG_INTERVAL_FACTOR = 1.5
 #: how many of the largest gaps/pauses are listed
 TOP = 5
+#: chunks the cheap damage check looks at (the last ones: a copy cut short loses the end)
+QUICK_CHECK_CHUNKS = 200
 
 EPILOG = """\
 examples:
@@ -70,7 +88,7 @@ def frame_number_gaps(frame_numbers: np.ndarray, frame_times: np.ndarray | None 
     where = np.flatnonzero(jumps > 1)
     missing = jumps[where] - 1
     out["missing"] = int(missing.sum())
-    out["gaps"] = int(len(where))
+    out["gaps"] = len(where)
     order = np.argsort(-missing, kind="stable")[:top]
     for k in order:
         i = int(where[k])
@@ -108,7 +126,7 @@ def long_intervals(frame_times: np.ndarray, frame_numbers: np.ndarray | None = N
     threshold = factor * median
     out["threshold_s"] = threshold
     where = np.flatnonzero(dt > threshold)
-    out["count"] = int(len(where))
+    out["count"] = len(where)
     for k in np.argsort(-dt[where], kind="stable")[:top]:
         i = int(where[k]) + 1
         item = {"frame_index": i, "interval_s": float(dt[i - 1]), "ratio": float(dt[i - 1] / median),
@@ -126,6 +144,18 @@ def _lossless(store) -> bool | None:
         return None
 
 
+def _quick_check(store) -> dict[str, Any]:
+    """What can be seen of damage without decoding (see :func:`imgstore.verify.quick_check`)."""
+    from ..verify import quick_check
+
+    chunks = len(store.chunks)
+    try:
+        notes = quick_check(store, max_chunks=QUICK_CHECK_CHUNKS)
+    except Exception as exc:  # a report, not a verdict: never let it stop the summary
+        notes = [f"could not check: {' '.join(str(exc).split())}"]
+    return {"problems": notes, "chunks_checked": min(chunks, QUICK_CHECK_CHUNKS), "chunks": chunks}
+
+
 def summarize(store) -> dict[str, Any]:
     """Everything ``imgstore-info`` reports about an open (read) store, JSON-serialisable.
 
@@ -134,7 +164,8 @@ def summarize(store) -> dict[str, Any]:
     store
         A store opened for reading (:func:`imgstore.new_for_filename`).
     """
-    created_utc, tz = store.created
+    created_utc = store.created[0]
+    tz = recording_timezone(store)
     fn = np.asarray(store.frame_numbers)
     ft = np.asarray(store.frame_times)
     n = len(fn)
@@ -170,9 +201,10 @@ def summarize(store) -> dict[str, Any]:
         "extra_data": None,
         "store_metadata": smd,
     }
+    info["quick_check"] = _quick_check(store)
     extra = store.get_extra_data(ignore_corrupt_chunks=True)
     if extra is not None:
-        info["extra_data"] = {"rows": int(len(extra)), "columns": [str(c) for c in extra.columns]}
+        info["extra_data"] = {"rows": len(extra), "columns": [str(c) for c in extra.columns]}
     return info
 
 
@@ -228,8 +260,14 @@ def format_summary(info: dict[str, Any]) -> str:
             notes.append(f"frame_time goes back {li['backwards']} time{'s' * (li['backwards'] != 1)}")
         if notes:
             rows.append(("order", "; ".join(notes)))
-    if info["damaged_chunks"]:
-        rows.append(("damaged", "; ".join(f"chunk {k}: {v}" for k, v in info["damaged_chunks"].items())))
+    qc = info.get("quick_check")
+    if qc is not None:
+        if qc["problems"]:
+            rows.append(("DAMAGED", "; ".join(qc["problems"])))
+            rows.append(("", f"imgstore-verify {info['path']} reads every frame and lists the damaged ones"))
+        else:
+            some = "" if qc["chunks_checked"] == qc["chunks"] else f" (last {qc['chunks_checked']} chunks)"
+            rows.append(("check", f"chunk files match the index{some}; imgstore-verify reads every frame"))
     rows.append(("created", f"{info['created']}  uuid {info['uuid']}"))
     if info["user_metadata"]:
         rows.append(("metadata", ""))
@@ -242,8 +280,17 @@ def format_summary(info: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}".rstrip() for k, v in rows)
 
 
-def plot_intervals(store, path: str, info: dict[str, Any] | None = None) -> None:
-    """Draw the frame interval over time (PNG or any matplotlib format) and mark the drops.
+#: intervals plotted one by one up to this many; above, the largest interval of each bin is drawn
+PLOT_MAX_POINTS = 20000
+
+
+def interval_figure(store, info: dict[str, Any] | None = None):
+    """A matplotlib figure of the frame interval over the recording's local time, drops marked.
+
+    Each interval is drawn as a flat step over the time it lasted (a long pause is a wide
+    plateau, not a ramp), on a logarithmic axis (one spike does not flatten the rest); the
+    x axis shows local date-times in the recording's time zone. Long recordings draw the
+    largest interval of each of :data:`PLOT_MAX_POINTS` bins, so no pause disappears.
 
     Raises
     ------
@@ -254,43 +301,73 @@ def plot_intervals(store, path: str, info: dict[str, Any] | None = None) -> None
         import matplotlib
 
         matplotlib.use("Agg")  # headless: never needs a display
+        import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
         from ..errors import MissingDependencyError
 
         raise MissingDependencyError("--plot needs matplotlib: pip install 'imgstore[plot]'") from None
     info = info or summarize(store)
+    tz = recording_timezone(store)
     ft = np.asarray(store.frame_times, dtype=np.float64)
     fn = np.asarray(store.frame_numbers, dtype=np.int64)
     fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    if len(ft) < 2:
+        ax.text(0.5, 0.5, "fewer than 2 frames", ha="center", va="center", transform=ax.transAxes)
+        return fig
+
+    def when(seconds: np.ndarray) -> np.ndarray:
+        return (seconds * 1e6).astype("datetime64[us]")  # UTC; the axis shows it in the recording's zone
+
+    dt_ms = np.diff(ft) * 1000.0
+    ends = ft[1:]
+    smallest = float(dt_ms[dt_ms > 0].min()) if (dt_ms > 0).any() else 1.0
+    shown = np.maximum(dt_ms, smallest)  # a log axis has no 0: a repeated time is drawn at the floor
+    label = "frame interval"
+    if len(shown) > PLOT_MAX_POINTS:
+        edges = np.linspace(0, len(shown), PLOT_MAX_POINTS + 1).astype(np.int64)
+        shown = np.maximum.reduceat(shown, edges[:-1])
+        ends = ends[np.minimum(edges[1:] - 1, len(ends) - 1)]
+        label = f"largest frame interval per {len(dt_ms) // PLOT_MAX_POINTS}+ frames"
+    x = when(np.concatenate([[ft[0]], ends]))
+    ax.stairs(shown, x, color="tab:blue", lw=0.8, label=label, baseline=None)
+    li = info["long_intervals"]
+    if li["threshold_s"] is not None:
+        ax.axhline(li["median_s"] * 1000, color="grey", ls=":", lw=0.8, label="median")
+        ax.axhline(li["threshold_s"] * 1000, color="tab:red", ls="--", lw=0.8, label=f"{li['factor']:g} x median")
+        long_ = dt_ms > li["threshold_s"] * 1000
+        if long_.any():
+            ax.plot(when(ft[1:][long_]), dt_ms[long_], "o", ms=4, color="tab:red", label=f"pauses ({int(long_.sum())})")
+    gaps = np.flatnonzero(np.diff(fn) > 1)
+    for k, i in enumerate(gaps[:2000]):
+        ax.axvline(when(ft[i + 1 : i + 2])[0], color="tab:orange", lw=0.8, alpha=0.7,
+                   label=f"frame_number gaps ({len(gaps)})" if k == 0 else None)
+    ax.set_yscale("log")
+    locator = mdates.AutoDateLocator(tz=tz)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel(f"local time ({info['timezone']})")
+    ax.set_ylabel("interval (ms, log scale)")
+    d = info["dropped"]
+    ax.set_title(f"{info['path']}: {info['frame_count']} frames, {d['missing']} missing frame numbers, "
+                 f"{li['count']} pauses", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_intervals(store, path: str, info: dict[str, Any] | None = None) -> None:
+    """Draw :func:`interval_figure` into ``path`` (PNG or any matplotlib format).
+
+    Raises
+    ------
+    imgstore.errors.MissingDependencyError
+        matplotlib is not installed.
+    """
+    fig = interval_figure(store, info)  # first: it says clearly when matplotlib is missing
+    import matplotlib.pyplot as plt
+
     try:
-        if len(ft) >= 2:
-            t = ft[1:] - ft[0]
-            dt_ms = np.diff(ft) * 1000.0
-            ax.plot(t, dt_ms, lw=0.8, color="tab:blue", label="frame interval")
-            li = info["long_intervals"]
-            if li["threshold_s"] is not None:
-                ax.axhline(li["median_s"] * 1000, color="grey", ls=":", lw=0.8, label="median")
-                ax.axhline(li["threshold_s"] * 1000, color="tab:red", ls="--", lw=0.8,
-                           label=f"{li['factor']:g} x median")
-                long_ = dt_ms > li["threshold_s"] * 1000
-                if long_.any():
-                    ax.plot(t[long_], dt_ms[long_], "o", ms=4, color="tab:red",
-                            label=f"pauses ({int(long_.sum())})")
-            steps = np.diff(fn)
-            gaps = np.flatnonzero(steps > 1)
-            for k, i in enumerate(gaps):
-                ax.axvline(t[i], color="tab:orange", lw=0.8, alpha=0.7,
-                           label=f"frame_number gaps ({len(gaps)})" if k == 0 else None)
-            ax.legend(loc="upper right", fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "fewer than 2 frames", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xlabel(f"seconds since {info['start']}" if info["start"] else "seconds")
-        ax.set_ylabel("interval (ms)")
-        d = info["dropped"]
-        ax.set_title(f"{info['path']}: {info['frame_count']} frames, {d['missing']} missing frame numbers, "
-                     f"{info['long_intervals']['count']} pauses", fontsize=9)
-        fig.tight_layout()
         fig.savefig(path)
     finally:
         plt.close(fig)
@@ -313,7 +390,7 @@ def run(args: argparse.Namespace) -> int:
     import imgstore
 
     if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf", ".jpg", ".jpeg")):
-        raise CLIError(f"--plot {args.plot!r}: give a file name ending in .png (or .svg, .pdf)")
+        raise UsageError(f"--plot {args.plot!r}: give a file name ending in .png (or .svg, .pdf)")
     with imgstore.new_for_filename(args.store) as store:
         info = summarize(store)
         if args.plot:

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("info", "summarise a store: frames, times, dropped frames, metadata"),
     "convert": ("convert", "convert a store to another format, or export an ordinary video"),
     "test": ("selftest", "check that this installation writes and reads every format"),
+    "verify": ("verify", "read every frame and check it against the index (damaged chunks)"),
     "repair": ("repair", "repair a store whose writer crashed"),
 }
 

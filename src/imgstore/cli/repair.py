@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from ._common import ArgumentParser, run_command
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 PROG = "imgstore-repair"
 

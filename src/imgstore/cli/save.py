@@ -13,8 +13,8 @@ an integer
 a file path
     A video file decoded with PyAV; frame_time = ``--start-time`` (default: now) + the
     frame's presentation time in the file.
-``auto`` (default)
-    Camera 0 when one is present, else ``testsrc``.
+``testsrc`` is the default: a camera is recorded only when asked for (``--source 0``);
+``--source auto`` takes camera 0 when one is present, else the test pattern.
 
 SIGINT (Ctrl-C) and SIGTERM stop the recording; the store is closed properly either way.
 """
@@ -22,6 +22,7 @@ SIGINT (Ctrl-C) and SIGTERM stop the recording; the store is closed properly eit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import math
 import os
@@ -36,18 +37,28 @@ import numpy as np
 from ._common import (
     ArgumentParser,
     CLIError,
+    UsageError,
     check_format,
     default_format,
     is_video_format,
     parse_metadata,
     parse_size,
     parse_time,
+    port_number,
     positive_float,
     positive_int,
     run_command,
 )
 
-__all__ = ["main", "TestPatternSource", "CameraSource", "VideoFileSource", "StopFlag"]
+__all__ = [
+    "CameraSource",
+    "LiveViewer",
+    "StopFlag",
+    "TestPatternSource",
+    "VideoFileSource",
+    "check_destination",
+    "main",
+]
 
 PROG = "imgstore-save"
 #: frames recorded from testsrc when neither --frames nor --duration is given
@@ -59,6 +70,7 @@ DEFAULT_TESTSRC_SIZE = (640, 480)
 EPILOG = """\
 examples:
   imgstore-save /tmp/demo                          300 test-pattern frames, default format
+  imgstore-save /tmp/live --fps 30 --view          a live test pattern, watched in the browser
   imgstore-save /data/run1 --source 0 --format h264/mkv --fps 30 --metadata genotype=wt
   imgstore-save /data/run2 --source movie.mp4 --format ffv1/mkv --start-time 2024-05-01T12:00:00
   imgstore-save /tmp/live --source testsrc --fps 25 --duration 60 --size 320x240 --color
@@ -195,9 +207,18 @@ class CameraSource(Source):
         self.name = f"camera {index}"
         self._cv2 = cv2
         self.color = color
-        self._cap = cv2.VideoCapture(index)
+        if sys.platform.startswith("linux") and not camera_present(index):
+            raise CLIError(f"--source {index}: there is no camera {index} (/dev/video{index} does not exist); "
+                           f"use --source testsrc for the test pattern")
+        # OpenCV logs '[ WARN ]' lines on stderr for every backend it tries; our one error line says it all
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            self._cap = cv2.VideoCapture(index)
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
         if not self._cap.isOpened():
-            raise CLIError(f"could not open camera {index}")
+            raise CLIError(f"--source {index}: could not open camera {index} (busy, or no permission?)")
         if size is not None:
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
             self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
@@ -243,7 +264,7 @@ class VideoFileSource(Source):
         self.fps = float(rate) if rate else None
         self.total = int(stream.frames) or None
         if self.total is None and stream.duration is not None and self.fps:
-            self.total = int(round(float(stream.duration * stream.time_base) * self.fps))
+            self.total = round(float(stream.duration * stream.time_base) * self.fps)
         # pts are relative to the stream's declared start (MPEG-TS files start at 1.4 s...)
         self._t_start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         self.start_time = time.time() if start_time is None else start_time
@@ -276,7 +297,7 @@ def open_source(args: argparse.Namespace) -> Source:
     if source.isdigit():
         return CameraSource(int(source), args.size, color=args.color is not False, fps=args.fps)
     if not os.path.exists(source):
-        raise CLIError(f"--source {source!r}: no such file (give a video file, a camera number or 'testsrc')")
+        raise UsageError(f"--source {source!r}: no such file (give a video file, a camera number or 'testsrc')")
     return VideoFileSource(source, args.size, color=args.color is not False, start_time=start)
 
 
@@ -289,14 +310,83 @@ def _progress(source: Source, limit: int | None, duration: float | None):
     if limit is not None:
         total = min(total, limit) if total else limit
     if duration is not None and source.fps and source.steady:
-        total = min(total or math.inf, int(math.ceil(duration * source.fps)))
+        total = min(total or math.inf, math.ceil(duration * source.fps))
     # a source that runs until stopped gets a plain counter (frames, rate, elapsed)
     return tqdm(total=total if total and total != math.inf else None, unit=" frames",
                 desc=f"recording {source.name}", file=sys.stderr, dynamic_ncols=True, mininterval=0.25)
 
 
+class LiveViewer:
+    """``imgstore-view`` on the store being recorded, in a process of its own.
+
+    A separate, lower-priority process decodes and encodes the frames a browser asks for,
+    so watching never takes the recording loop's interpreter lock or its core; the
+    recorder only starts and stops it (see ``benchmarks/save_view.py``).
+
+    Parameters
+    ----------
+    dest
+        The store being recorded (it must exist: start after the first frame).
+    port
+        Port to serve on (0: a free one).
+    open_browser
+        Let the viewer open a browser where there is a display.
+    """
+
+    def __init__(self, dest: str, port: int = 0, open_browser: bool = True) -> None:
+        import subprocess
+
+        cmd = [sys.executable, "-m", "imgstore", "view", dest, "--port", str(port)]
+        if not open_browser:
+            cmd.append("--no-browser")
+        # a session of its own: Ctrl-C in the terminal stops the recording, which then stops the viewer
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+        if hasattr(os, "setpriority"):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid, 10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the viewer (as Ctrl-C would), killing it if it does not stop in ``timeout`` seconds."""
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def check_destination(dest: str, overwrite: bool) -> None:
+    """Refuse a destination that is a folder of other files: recording there would mix a store into them.
+
+    A new or empty folder is fine, and so is an existing store with ``overwrite`` (the
+    store refuses it without).
+    """
+    from ..ondisk import STORE_MD_FILENAME
+
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise UsageError(f"destination {dest!r} is a file, not a folder")
+    if not os.path.isdir(dest):
+        return
+    if os.path.exists(os.path.join(dest, STORE_MD_FILENAME)):
+        if not overwrite:
+            raise CLIError(f"a store already exists at '{dest}' (use --overwrite to replace it)")
+        return
+    entries = sorted(e for e in os.listdir(dest) if not e.startswith("."))
+    if entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise UsageError(f"destination {dest!r} is a folder with other files in it ({shown}) and not a store; "
+                         f"choose a new or empty folder")
+
+
 def record(source: Source, dest: str, fmt: str, args: argparse.Namespace, stop: StopFlag) -> int:
-    """Record frames from ``source`` into a new store at ``dest``; returns the number of frames."""
+    """Record frames from ``source`` into a new store at ``dest``; returns the number of frames.
+
+    With ``args.view`` an :class:`LiveViewer` serves the store from its first frame until
+    the recording ends.
+    """
     import imgstore
 
     frames = source.frames()
@@ -318,18 +408,25 @@ def record(source: Source, dest: str, fmt: str, args: argparse.Namespace, stop: 
                                     **kwargs, **options)
     n = 0
     t_first = first[2]
-    with store, _progress(source, args.frames, args.duration) as bar:
-        for img, frame_number, frame_time in itertools.chain([first], frames):
-            if stop:
-                break
-            # frame times run on the file's clock for a file and on the wall clock for live sources
-            if args.duration is not None and frame_time - t_first >= args.duration:
-                break
-            store.add_image(img, frame_number, frame_time)
-            n += 1
-            bar.update(1)
-            if args.frames is not None and n >= args.frames:
-                break
+    viewer: LiveViewer | None = None
+    try:
+        with store, _progress(source, args.frames, args.duration) as bar:
+            for img, frame_number, frame_time in itertools.chain([first], frames):
+                if stop:
+                    break
+                # frame times run on the file's clock for a file and on the wall clock for live sources
+                if args.duration is not None and frame_time - t_first >= args.duration:
+                    break
+                store.add_image(img, frame_number, frame_time)
+                n += 1
+                bar.update(1)
+                if viewer is None and getattr(args, "view", False):
+                    viewer = LiveViewer(dest, port=args.view_port, open_browser=not args.no_browser)
+                if args.frames is not None and n >= args.frames:
+                    break
+    finally:
+        if viewer is not None:
+            viewer.stop()
     return n
 
 
@@ -339,9 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "synthetic test pattern, then print its summary.",
                        epilog=EPILOG)
     p.add_argument("dest", help="folder of the new store")
-    p.add_argument("--source", default="auto", metavar="SRC",
-                   help="'testsrc', a camera number (0, 1...) or a video file (default: camera 0 if "
-                        "present, else testsrc)")
+    p.add_argument("--source", default="testsrc", metavar="SRC",
+                   help="'testsrc' (the default: a synthetic test pattern), a camera number (0, 1...), a video "
+                        "file, or 'auto' (camera 0 if present, else testsrc)")
     p.add_argument("--format", metavar="FMT", help="store format (default: h264/mkv when available, else npy; "
                                                    "'imgstore-test' lists the formats)")
     p.add_argument("--chunksize", type=positive_int, metavar="N", help="frames per chunk (format default)")
@@ -364,6 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "date-time (default: now)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at DEST")
     p.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="user metadata (repeatable)")
+    p.add_argument("--view", action="store_true", help="serve the viewer (imgstore-view) on the recording "
+                                                       "while it is made; it stops with the recording")
+    p.add_argument("--view-port", type=port_number, default=0, metavar="N",
+                   help="port of the --view viewer (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="with --view: only print the URL")
     return p
 
 
@@ -371,9 +473,9 @@ def run(args: argparse.Namespace) -> int:
     """Body of the command."""
     from . import info as info_cmd
 
-    fmt = args.format or default_format()
-    check_format(fmt)
+    fmt = check_format(args.format or default_format())
     parse_metadata(args.metadata)  # reject bad KEY=VALUE before opening a camera
+    check_destination(args.dest, args.overwrite)
     if args.source == "auto":
         args.source = "0" if camera_present(0) else "testsrc"
     if args.source == "testsrc" and args.frames is None and args.duration is None and args.fps is None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ._common import ArgumentParser, available_formats, describe_error, positive_int, run_command
 
-__all__ = ["main", "FormatResult", "check_format_roundtrip", "conformance_module_source"]
+__all__ = ["FormatResult", "check_format_roundtrip", "conformance_module_source", "main"]
 
 PROG = "imgstore-test"
 FIRST_FRAME_NUMBER = 1000
@@ -101,7 +101,7 @@ def check_format_roundtrip(fmt: str, tmpdir: str, n_frames: int = 60, shape: tup
         t = time.perf_counter()
         with imgstore.new_for_format(fmt, basedir=path, imgshape=frames[numbers[0]].shape, imgdtype="uint8",
                                      chunksize=n_frames // 3 + 1) as store:
-            for fn, ft in zip(numbers, times):
+            for fn, ft in zip(numbers, times, strict=False):
                 store.add_image(frames[fn], fn, ft)
         res.write_fps = n_frames / (time.perf_counter() - t)
         res.write_ok = True
@@ -172,7 +172,7 @@ def format_table(results: Sequence[FormatResult]) -> str:
         rows.append((r.fmt, mark(r.write_ok), mark(r.frames_ok), mark(r.random_ok), rate(r.write_fps),
                      rate(r.read_fps), lossless))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
