@@ -23,18 +23,26 @@ def local_timezone() -> ZoneInfo:
 
 
 def _valid_zone(name: Any) -> ZoneInfo | None:
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name.strip():
         return None
     try:
-        return ZoneInfo(name)
+        return ZoneInfo(name.strip())
     except (ValueError, KeyError, OSError):  # unknown or malformed zone names
         return None
 
 
-def recording_timezone(store: Any) -> Any:
-    """The zone a store's local times are shown in: its ``timezone`` user metadata, else ``created[1]``."""
+def recording_timezone(store: Any) -> datetime.tzinfo:
+    """The zone a store's local times are shown in.
+
+    Its ``timezone`` user metadata when that names a valid IANA zone (labs set it when the
+    recording machine's clock zone is not the lab's), else the zone recorded at creation
+    (``store.created[1]``), else UTC.
+    """
     zone = _valid_zone((store.user_metadata or {}).get("timezone"))
-    return zone if zone is not None else store.created[1]
+    if zone is not None:
+        return zone
+    created_zone = store.created[1]
+    return created_zone if created_zone is not None else datetime.timezone.utc
 
 
 def to_local_datetime(store: Any, frame_time: float) -> datetime.datetime:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .. import timezones
 from ..errors import ImgStoreError
 
 __all__ = [
@@ -353,22 +354,8 @@ def parse_time(text: str, tz: datetime.tzinfo | None) -> float:
 # ---------------------------------------------------------------------- output
 
 def recording_timezone(store) -> datetime.tzinfo:
-    """The time zone a recording's local times are shown in.
-
-    The ``timezone`` user-metadata key when it names a valid IANA zone (labs set it when
-    the recording machine's clock zone is not the lab's), else the zone the store recorded
-    at creation (``store.created[1]``), else UTC.
-    """
-    import zoneinfo
-
-    name = (store.user_metadata or {}).get("timezone")
-    if isinstance(name, str) and name.strip():
-        try:
-            return zoneinfo.ZoneInfo(name.strip())
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            pass
-    tz = store.created[1]
-    return tz if tz is not None else datetime.timezone.utc
+    """The time zone a recording's local times are shown in (:func:`imgstore.timezones.recording_timezone`)."""
+    return timezones.recording_timezone(store)
 
 
 def format_local(frame_time: float, tz: datetime.tzinfo | None, seconds_decimals: int = 3) -> str:
