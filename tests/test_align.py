@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import imgstore
 from imgstore import errors
 from imgstore.align import AlignmentError, MultiStore, StoreAligner
-from imgstore.backends.directory import DirectoryImgStore
+from imgstore.backends.directory import DirectoryBackend
 from imgstore.testing.synthetic import make_synthetic_store, synthetic_frame
 
 T0 = 1_700_000_000.0  # multiples of 1/4 s are exact at this magnitude
@@ -96,13 +96,13 @@ def test_blank_and_none(three):
 
 def test_repeated_frames_are_read_once_and_in_order(three, monkeypatch):
     reads = []
-    original = DirectoryImgStore._read_image
+    original = DirectoryBackend.read_frame
 
     def spy(self, chunk_n, position):
-        reads.append((os.path.basename(self.filename), chunk_n * 3 + position))
+        reads.append((os.path.basename(self.basedir), chunk_n * 3 + position))
         return original(self, chunk_n, position)
 
-    monkeypatch.setattr(DirectoryImgStore, "_read_image", spy)
+    monkeypatch.setattr(DirectoryBackend, "read_frame", spy)
     list(MultiStore(three, by="frame_number", missing="repeat"))
     for name, n in (("a", 6), ("b", 6), ("c", 4)):
         assert [i for s, i in reads if s == name] == list(range(n))

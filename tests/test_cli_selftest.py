@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import imgstore
-from imgstore.backends.directory import DirectoryImgStore
+from imgstore.backends.directory import DirectoryBackend
 from imgstore.cli import selftest
 from imgstore.cli._common import available_formats
 
@@ -50,15 +50,15 @@ def test_unknown_format_fails(capsys):
 
 
 def test_wrong_pixels_are_caught(monkeypatch, capsys):
-    real = DirectoryImgStore._read_image
+    real = DirectoryBackend.read_frame
 
     def off_by_one(self, chunk_n, position):
         img = real(self, chunk_n, position).copy()
-        if self.format == "png" and chunk_n == 0 and position == 3:
+        if self.metadata.format == "png" and chunk_n == 0 and position == 3:
             img[-1, -1] ^= 1  # one pixel of one frame
         return img
 
-    monkeypatch.setattr(DirectoryImgStore, "_read_image", off_by_one)
+    monkeypatch.setattr(DirectoryBackend, "read_frame", off_by_one)
     assert selftest.main(["--formats", "png,npy", "--frames", "10"]) == 1
     out = capsys.readouterr().out
     assert _row(out, "png")[:3] == ["ok", "FAIL", "ok"]

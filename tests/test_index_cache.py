@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import imgstore
 from imgstore import _lock, errors, index_cache, ondisk
-from imgstore.backends.base import ImgStore
+from imgstore.backends import scan
 from imgstore.testing.synthetic import make_synthetic_store, synthetic_frame
 from imgstore.testing.conformance import snapshot_files
 
@@ -36,13 +36,13 @@ HOUR_NS = 3600 * 10**9
 def reads(monkeypatch):
     """Chunk numbers whose index (or journal) is read, in order."""
     seen: list[int] = []
-    original = ImgStore._load_chunk_table
+    original = scan.ChunkScanner._load_table
 
     def spy(self, chunk_n, base, keys=ondisk.FRAME_MD):
         seen.append(chunk_n)
         return original(self, chunk_n, base, keys)
 
-    monkeypatch.setattr(ImgStore, "_load_chunk_table", spy)
+    monkeypatch.setattr(scan.ChunkScanner, "_load_table", spy)
     return seen
 
 
@@ -129,7 +129,7 @@ def test_writer_leaves_a_cache_the_reader_uses(tmp_path, reads, monkeypatch):
         assert s.frame_numbers.tolist() == list(range(10))
     assert sorted(set(reads)) == [0, 1, 2, 3]
     # once old enough the cache alone answers, but for the spot checks (first, last, one random)
-    monkeypatch.setattr(index_cache, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(scan, "RACY_WINDOW_NS", 0)
     reads.clear()
     with _open(path) as s:
         assert s.frame_numbers.tolist() == list(range(10))
@@ -137,7 +137,7 @@ def test_writer_leaves_a_cache_the_reader_uses(tmp_path, reads, monkeypatch):
         assert s.chunks == [0, 1, 2, 3]
         assert _is_mapped(s.index.frame_number) and _is_mapped(s.index.frame_time)
         # sortedness came from the cache: no O(n) check, no sort
-        assert s.index._number_order is None and s.index._number_sorted is not None
+        assert s.index.sorted_views_known[0] and s.index.by_number()[0] is None
         np.testing.assert_array_equal(s.get_image(7)[0], np.full((4, 4), 7, np.uint8))
     assert {0, 3} <= set(reads) and len(reads) <= 3
 
@@ -227,7 +227,7 @@ def test_modified_chunk_index_is_reread_and_cache_rebuilt(tmp_path, reads, monke
     # only the changed chunk (and spot checks) was read; the rewritten cache has the new values
     assert 7 in reads and len(reads) <= 4
     reads.clear()
-    monkeypatch.setattr(index_cache, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(scan, "RACY_WINDOW_NS", 0)
     with _open(path) as s:
         assert s.frame_numbers[28:32].tolist() == [7000, 7100, 7200, 7300]
     assert len(reads) <= 3
@@ -390,7 +390,7 @@ def test_journaled_chunk_is_never_cached(tmp_path, reads):
     try:
         for i in range(10):  # chunks 0 and 1 closed, chunk 2 only journaled
             w.add_image(np.full((4, 4), i, np.uint8), i, 10.0 + i)
-        w._journal.sync()
+        w.flush()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with _open(path) as s:
@@ -441,7 +441,8 @@ def test_unsorted_orders_come_from_the_cache(tmp_path, monkeypatch):
 
     with _open(path) as s:
         monkeypatch.setattr(np, "argsort", no_sorting)
-        assert s.index._number_order is not None and s.index._time_order is not None
+        assert s.index.sorted_views_known == (True, True)
+        assert s.index.by_number()[0] is not None and s.index.by_time()[0] is not None
         assert s.frame_index_of(int(fn[37])) == 37
         assert s.frame_index_at_time(float(ft[11]) + 0.1) == 11
 
@@ -596,7 +597,7 @@ def test_store_of_empty_chunks(tmp_path, reads, monkeypatch):
     with _open(path) as s:
         s.save_index()
     assert index_cache.read_cache_header(_cache(path))["n_chunks"] == 4
-    monkeypatch.setattr(index_cache, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(scan, "RACY_WINDOW_NS", 0)
     reads.clear()
     with _open(path) as s:
         assert s.chunks == [1] and s.frame_numbers.tolist() == [0, 1, 2]
@@ -619,14 +620,14 @@ def test_racy_entries_are_verified_then_refreshed_once_old(tmp_path, reads, monk
     with _open(path):
         pass
     assert len(reads) == BIG + 4  # all verified; too young to refresh yet
-    real = index_cache.time
+    real = scan.time
 
     class Later:
         @staticmethod
         def time_ns():
             return real.time_ns() + 10 * 10**9  # ten seconds on, without waiting for them
 
-    monkeypatch.setattr(index_cache, "time", Later)
+    monkeypatch.setattr(scan, "time", Later)
     reads.clear()
     with _open(path):
         pass

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import imgstore
+from imgstore.storage import LOCAL
 from imgstore import errors, ondisk
 from imgstore.testing.barcode import make_frame
 
@@ -187,7 +188,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     p = tmp_path / "f"
     p.write_bytes(b"old")
     with pytest.raises(RuntimeError):
-        with ondisk.atomic_write(str(p)) as f:
+        with LOCAL.atomic_write(str(p)) as f:
             f.write(b"new")
             raise RuntimeError("crash")
     assert p.read_bytes() == b"old" and not (tmp_path / "f.partial").exists()

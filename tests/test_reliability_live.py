@@ -237,11 +237,11 @@ def test_refresh_survives_chunk_closing_between_looks(tmp_path, monkeypatch):
     assert reader.frame_count == 2
     real = ondisk.read_journal
 
-    def close_chunk_first(path):
+    def close_chunk_first(path, **kwargs):
         # the reader saw no index; before it opens the journal the writer closes the chunk
         if not writer.chunks:
             writer.add_image(img, 2, 1e9 + 2)
-        return real(path)
+        return real(path, **kwargs)
 
     monkeypatch.setattr(ondisk, "read_journal", close_chunk_first)
     assert reader.refresh() == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import errno
 import os
 import socket
 import warnings
@@ -16,6 +17,7 @@ from imgstore.cli import main as cli_main
 from imgstore.cli import repair as cli_repair
 from imgstore.repair import RepairReport, repair
 from imgstore.testing.barcode import make_frame, read_barcode
+from imgstore.storage import LocalStorage
 from imgstore.testing.reference import read_in_reference
 
 from .test_crash_torture import HEIGHT, WIDTH, is_video, make_plan, run_and_kill, torture_formats
@@ -75,14 +77,14 @@ def test_repair_finalises_a_crashed_store(tmp_path):
 def test_interrupted_repair_is_run_again(tmp_path, monkeypatch):
     """Repair itself fails half-way (disk full writing the extra data): running it again finishes it."""
     path, _ = crashed_store(tmp_path)
-    real = ondisk.atomic_write_bytes
+    real = LocalStorage.write_bytes
 
-    def full(p, *a, **k):
+    def full(self, p, *a, **k):
         if p.endswith(".extra.json"):
-            raise errors.StoreWriteError(28, f"could not write {p}: No space left on device")
-        return real(p, *a, **k)
+            raise errors.StoreWriteError(errno.ENOSPC, f"could not write {p}: No space left on device")
+        return real(self, p, *a, **k)
 
-    monkeypatch.setattr(ondisk, "atomic_write_bytes", full)
+    monkeypatch.setattr(LocalStorage, "write_bytes", full)
     with pytest.raises(errors.StoreWriteError, match="extra.json"):
         repair(path)
     monkeypatch.undo()

@@ -13,13 +13,13 @@ format are those of imgstore 0.4 (loopbio), so existing code and stores keep wor
 from __future__ import annotations
 
 from . import errors
+from ._version import __version__
 from .backends import DirectoryImgStore, ImgStore, ImgStoreWarning
 from .errors import FrameNotFoundError, ImgStoreError
 from .factory import extract_only_frame, get_supported_formats, new_for_filename, new_for_format, open_store
 from .imageops import FourCC, ensure_color, ensure_grayscale
 from .repair import repair
 
-__version__ = "1.0.0.dev0"
 
 __all__ = [
     "new_for_filename",

@@ -246,7 +246,7 @@ class MultiStore:
     def _sorted_keys(self, store: ImgStore) -> tuple[np.ndarray | None, np.ndarray]:
         # FrameIndex's sorted views (computed once, or loaded with the index cache)
         index = store.index
-        return index._by_time() if self._by == "frame_time" else index._by_number()
+        return index.by_time() if self._by == "frame_time" else index.by_number()
 
     def _check_tolerance(self, tolerance: float | None) -> float:
         if tolerance is None:

@@ -28,6 +28,7 @@ __all__ = [
     "StoreClosedError",
     "MissingDependencyError",
     "AlignmentError",
+    "ImgStoreWarning",
 ]
 
 
@@ -111,3 +112,7 @@ class MissingDependencyError(ImgStoreError, ImportError):
 
 class AlignmentError(ImgStoreError, ValueError):
     """Stores cannot be aligned as asked (or the aligner is used out of order)."""
+
+
+class ImgStoreWarning(UserWarning):
+    """A store was opened or written, but something in it needed attention (a chunk skipped or recovered)."""

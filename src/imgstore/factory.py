@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import ondisk
-from .backends import class_for_name, store_classes
+from .backends.registry import class_for_format, class_for_name, store_classes
 from .backends.base import ImgStore
 from .errors import MetadataError, StoreNotFoundError, UnsupportedFormatError
 from .ondisk import STORE_MD_FILENAME
@@ -95,9 +95,9 @@ def new_for_format(fmt: str, path: str | os.PathLike | None = None, **kwargs: An
     # the reference set kwargs['format'] = fmt itself: callers that pass both (its own tests
     # and many programs build one kwargs dict with format= in it) get fmt, as there
     kwargs["format"] = fmt
-    for cls in store_classes():
-        if cls.supports_format(fmt):
-            return cls(**kwargs)
+    cls = class_for_format(fmt)
+    if cls is not None:
+        return cls(**kwargs)
     raise UnsupportedFormatError(
         f"store class not found which supports format {fmt!r}; supported: {get_supported_formats()}")
 
@@ -106,7 +106,8 @@ def get_supported_formats() -> list[str]:
     """Every format this installation can write and read back."""
     formats: list[str] = []
     for cls in store_classes():
-        formats.extend(cls.supported_formats())
+        if cls.supports_writing:
+            formats.extend(cls.supported_formats())
     return formats
 
 

@@ -15,6 +15,9 @@ import numpy as np
 
 from .errors import FrameIndexError, FrameNotFoundError
 
+#: ``(order or None, sorted keys)`` of a per-frame array (see :meth:`FrameIndex.by_number`)
+SortedView = tuple[np.ndarray | None, np.ndarray]
+
 
 class FrameIndex:
     """Index of all frames of a store.
@@ -30,7 +33,8 @@ class FrameIndex:
     """
 
     def __init__(self, chunk_numbers: Sequence[int], chunk_lengths: Sequence[int],
-                 frame_number: np.ndarray, frame_time: np.ndarray) -> None:
+                 frame_number: np.ndarray, frame_time: np.ndarray, *,
+                 by_number: SortedView | None = None, by_time: SortedView | None = None) -> None:
         self.chunk_numbers = np.asarray(chunk_numbers, dtype=np.int64)
         lengths = np.asarray(chunk_lengths, dtype=np.int64)
         self.chunk_starts = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -43,6 +47,10 @@ class FrameIndex:
         self._number_sorted: np.ndarray | None = None
         self._time_order: np.ndarray | None = None
         self._time_sorted: np.ndarray | None = None
+        if by_number is not None:  # known already (the index cache saved them)
+            self._number_order, self._number_sorted = by_number
+        if by_time is not None:
+            self._time_order, self._time_sorted = by_time
         self._stats: dict[str, int | float] = {}
 
     @classmethod
@@ -128,7 +136,17 @@ class FrameIndex:
         k = int(np.searchsorted(self.chunk_starts, i, side="right")) - 1
         return int(self.chunk_numbers[k]), i - int(self.chunk_starts[k])
 
-    def _by_number(self) -> tuple[np.ndarray | None, np.ndarray]:
+    @property
+    def sorted_views_known(self) -> tuple[bool, bool]:
+        """Whether the (number, time) sorted views are computed already (they are made lazily)."""
+        return self._number_sorted is not None, self._time_sorted is not None
+
+    def by_number(self) -> SortedView:
+        """``(order, keys)``: ``keys`` are the frame_numbers sorted (stable), ``frame_number[order]``.
+
+        ``order`` is None when the frame_numbers are sorted already (``keys`` is then the
+        array itself). Computed once, on first use.
+        """
         if self._number_sorted is None:
             fn = self.frame_number
             if len(fn) < 2 or bool(np.all(fn[1:] >= fn[:-1])):
@@ -139,7 +157,8 @@ class FrameIndex:
                 self._number_order, self._number_sorted = order, fn[order]
         return self._number_order, self._number_sorted
 
-    def _by_time(self) -> tuple[np.ndarray | None, np.ndarray]:
+    def by_time(self) -> SortedView:
+        """``(order, keys)`` of the frame_times, as :meth:`by_number`."""
         if self._time_sorted is None:
             ft = self.frame_time
             if len(ft) < 2 or bool(np.all(ft[1:] >= ft[:-1])):
@@ -152,7 +171,7 @@ class FrameIndex:
     def find_number(self, frame_number: int) -> int:
         """frame_index of the first frame with exactly this frame_number."""
         value = _as_int(frame_number, "frame_number")
-        order, keys = self._by_number()
+        order, keys = self.by_number()
         pos = int(np.searchsorted(keys, value, side="left"))
         if pos < len(keys) and keys[pos] == value:
             return int(order[pos]) if order is not None else pos
@@ -160,11 +179,11 @@ class FrameIndex:
 
     def nearest_number(self, frame_number: float) -> int:
         """frame_index of the frame whose frame_number is closest (the earlier one on ties)."""
-        return self._nearest(self._by_number(), _as_real(frame_number, "frame_number"), "frame_number")
+        return self._nearest(self.by_number(), _as_real(frame_number, "frame_number"), "frame_number")
 
     def nearest_time(self, frame_time: float) -> int:
         """frame_index of the frame whose frame_time is closest (the earlier one on ties)."""
-        return self._nearest(self._by_time(), _as_real(frame_time, "frame_time"), "frame_time")
+        return self._nearest(self.by_time(), _as_real(frame_time, "frame_time"), "frame_time")
 
     def _nearest(self, by: tuple[np.ndarray | None, np.ndarray], value: float, what: str) -> int:
         order, keys = by
@@ -188,7 +207,7 @@ class FrameIndex:
 
     def positions_for_numbers(self, frame_numbers: np.ndarray) -> np.ndarray:
         """frame_index for each frame_number (vectorised); -1 where missing."""
-        order, keys = self._by_number()
+        order, keys = self.by_number()
         values = np.asarray(frame_numbers, dtype=np.int64)
         pos = np.searchsorted(keys, values, side="left")
         ok = pos < len(keys)

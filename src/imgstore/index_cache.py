@@ -1,6 +1,7 @@
 """A consolidated, versioned cache of a store's frame index, so that week-long stores open instantly.
 
-Without it, opening a store reads every chunk's index (one small file per chunk: 1800 files
+The cache persists a :class:`~imgstore.backends.scan.ScanState`: the chunk scanner starts
+from it and reads only what changed. Without it, opening a store reads every chunk's index (one small file per chunk: 1800 files
 for a week at 30 frames/s in 10000-frame chunks, 90000 in 200-frame chunks) and checks that
 frame numbers and times are sorted, which costs seconds on a warm disk and minutes on a cold
 network share. The cache is one file in the store, ``.imgstore-index.cache``, holding the
@@ -51,35 +52,29 @@ only the pages a binary search visits.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import logging
 import os
-import random
 import struct
-import time
-import weakref
 import zlib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import IO, Any
 
 import numpy as np
 
 from . import ondisk
-from .errors import IndexCorruptError, StoreWriteError
-from .frame_index import FrameIndex
-
-if TYPE_CHECKING:
-    from .backends.base import ImgStore
+from ._version import __version__
+from .backends.scan import ChunkScanner, ScanResult, ScanState, StateMismatch
+from .errors import StoreWriteError
+from .storage import Storage
 
 __all__ = [
     "CACHE_FILENAME",
     "CACHE_VERSION",
     "READER_WRITE_MIN_CHUNKS",
-    "RACY_WINDOW_NS",
     "cache_path",
-    "load_index",
+    "open_index",
+    "save",
     "save_index",
     "write_after_close",
     "read_cache_header",
@@ -95,10 +90,6 @@ CACHE_FILENAME = ".imgstore-index.cache"
 CACHE_VERSION = 1
 #: a reader writes a missing or stale cache only for stores with at least this many chunks
 READER_WRITE_MIN_CHUNKS = 50
-#: index files modified within this window before the cache took their stat are re-verified
-RACY_WINDOW_NS = 2_000_000_000
-#: a reader rewrites a big store's valid cache once this many racy entries have aged out
-_REFRESH_MIN_RACY = 8
 
 _MAGIC = b"\x93IMGSTORE-INDEX\n"
 _PREFIX = struct.Struct("<QI")  # header length, header CRC-32
@@ -113,11 +104,10 @@ _TABLE_FIELDS = (("chunk_number", "<i8"), ("chunk_kind", "<i1"), ("chunk_size", 
 _FRAME_FIELDS = {"frame_number": "<i8", "frame_time": "<f8", "number_order": "<i8", "number_keys": "<i8",
                  "time_order": "<i8", "time_keys": "<f8"}
 
-#: what each opened store's index was built from, for :func:`save_index` (no attribute on the store)
-_STATE: weakref.WeakKeyDictionary[Any, _Cached] = weakref.WeakKeyDictionary()
+Identity = Mapping[str, Any]
 
 
-class CacheInvalid(IndexCorruptError):
+class CacheInvalid(StateMismatch):
     """The cache file cannot be used (the message says why). Opening logs it and rebuilds."""
 
 
@@ -126,101 +116,12 @@ def cache_enabled() -> bool:
     return os.environ.get(_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def cache_path(basedir: str | os.PathLike) -> str:
+def cache_path(basedir: str | os.PathLike, storage: Storage | None = None) -> str:
     """Path of the index cache of the store in ``basedir``."""
-    return os.path.join(os.fspath(basedir), CACHE_FILENAME)
-
-
-# ============================================================================ chunk stats
-
-
-@dataclasses.dataclass(frozen=True)
-class _OnDisk:
-    """A chunk as listed now: its index file's kind (-1: no index), size and mtime."""
-
-    chunk_n: int
-    base: str
-    kind: int
-    size: int
-    mtime_ns: int
-
-
-def _stat_index(base: str) -> tuple[int, int, int]:
-    # same precedence as ondisk.find_index_file: .npz before .yaml
-    for kind, suffix in enumerate(ondisk.INDEX_SUFFIXES):
-        try:
-            st = os.stat(base + suffix)
-        except OSError:  # missing, or a parent that is not a folder
-            continue
-        return kind, int(st.st_size), int(st.st_mtime_ns)
-    return -1, 0, 0
-
-
-def _scan(store: ImgStore) -> list[_OnDisk]:
-    return [_OnDisk(chunk_n, base, *_stat_index(base)) for chunk_n, base in sorted(store._list_chunks())]
-
-
-# ============================================================================ cached data
-
-
-@dataclasses.dataclass
-class _Cached:
-    """Frame data of a set of chunks with the index stats it was read under.
-
-    ``start``/``length`` locate each chunk's frames in ``frame_number``/``frame_time``.
-    ``by_number``/``by_time`` are FrameIndex's ``(order or None, sorted keys)`` when known and
-    valid for exactly these arrays.
-    """
-
-    chunk_number: np.ndarray
-    kind: np.ndarray
-    size: np.ndarray
-    mtime_ns: np.ndarray
-    length: np.ndarray
-    start: np.ndarray
-    frame_number: np.ndarray
-    frame_time: np.ndarray
-    stat_time_ns: int
-    by_number: tuple[np.ndarray | None, np.ndarray] | None = None
-    by_time: tuple[np.ndarray | None, np.ndarray] | None = None
-    origin: str = "memory"
-
-    def frames(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        a = int(self.start[row])
-        b = a + int(self.length[row])
-        return self.frame_number[a:b], self.frame_time[a:b]
-
-    def is_contiguous(self) -> bool:
-        """True if the chunks' frames are exactly the arrays, in order."""
-        ends = np.cumsum(self.length)
-        return (len(self.frame_number) == (int(ends[-1]) if len(ends) else 0)
-                and bool(np.all(self.start == ends - self.length)))
-
-
-def _cached_from_entries(entries: Sequence[tuple[_OnDisk, np.ndarray, np.ndarray]], stat_time_ns: int) -> _Cached:
-    lengths = np.array([len(fn) for _, fn, _ in entries], dtype=np.int64)
-    starts = np.zeros(len(entries), dtype=np.int64)
-    if len(entries):
-        np.cumsum(lengths[:-1], out=starts[1:])
-    fns = [np.asarray(fn, dtype=np.int64) for _, fn, _ in entries]
-    fts = [np.asarray(ft, dtype=np.float64) for _, _, ft in entries]
-    return _Cached(
-        chunk_number=np.array([d.chunk_n for d, _, _ in entries], dtype=np.int64),
-        kind=np.array([d.kind for d, _, _ in entries], dtype=np.int8),
-        size=np.array([d.size for d, _, _ in entries], dtype=np.int64),
-        mtime_ns=np.array([d.mtime_ns for d, _, _ in entries], dtype=np.int64),
-        length=lengths, start=starts,
-        frame_number=np.concatenate(fns) if fns else np.zeros(0, np.int64),
-        frame_time=np.concatenate(fts) if fts else np.zeros(0, np.float64),
-        stat_time_ns=stat_time_ns)
+    return storage.join(os.fspath(basedir), CACHE_FILENAME) if storage else os.path.join(basedir, CACHE_FILENAME)
 
 
 # ============================================================================ the file
-
-
-def _store_identity(store: ImgStore) -> dict[str, Any]:
-    smd = store._smd
-    return {"uuid": smd.uuid, "class": smd.class_name, "format": smd.format}
 
 
 def _table_crc(arrays: dict[str, np.ndarray]) -> int:
@@ -230,7 +131,7 @@ def _table_crc(arrays: dict[str, np.ndarray]) -> int:
     return crc
 
 
-def _write_file(path: str, identity: dict[str, Any], cached: _Cached) -> None:
+def _write_file(storage: Storage, path: str, identity: Identity, cached: ScanState) -> None:
     """Write ``cached`` (contiguous, sortedness filled in) to ``path`` atomically."""
     arrays: dict[str, np.ndarray] = {
         "chunk_number": cached.chunk_number, "chunk_kind": cached.kind, "chunk_size": cached.size,
@@ -238,9 +139,9 @@ def _write_file(path: str, identity: dict[str, Any], cached: _Cached) -> None:
         "frame_number": cached.frame_number, "frame_time": cached.frame_time,
     }
     header: dict[str, Any] = {
-        "format": _FORMAT_NAME, "version": CACHE_VERSION, "store": identity,
+        "format": _FORMAT_NAME, "version": CACHE_VERSION, "store": dict(identity),
         "stat_time_ns": int(cached.stat_time_ns), "n_frames": len(cached.frame_number),
-        "n_chunks": len(cached.chunk_number), "written_by": f"imgstore {_imgstore_version()}",
+        "n_chunks": len(cached.chunk_number), "written_by": f"imgstore {__version__}",
         "number_sorted": None, "time_sorted": None,
     }
     for what, by in (("number", cached.by_number), ("time", cached.by_time)):
@@ -276,7 +177,7 @@ def _write_file(path: str, identity: dict[str, Any], cached: _Cached) -> None:
     file_size = layout["_end"]["offset"]
 
     # a unique temporary name: several readers (dask workers) may build the same cache at once
-    with ondisk.atomic_write(path, unique=True) as f:
+    with storage.atomic_write(path, unique=True) as f:
         f.write(_MAGIC + _PREFIX.pack(len(header_bytes), zlib.crc32(header_bytes)) + header_bytes)
         for name, arr in arrays.items():
             f.write(b"\0" * (layout[name]["offset"] - f.tell()))
@@ -289,13 +190,7 @@ def _align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def _imgstore_version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def read_cache_header(path: str | os.PathLike) -> dict[str, Any]:
+def read_cache_header(path: str | os.PathLike, storage: Storage | None = None) -> dict[str, Any]:
     """The JSON header of a cache file, for inspection.
 
     Raises
@@ -303,11 +198,16 @@ def read_cache_header(path: str | os.PathLike) -> dict[str, Any]:
     CacheInvalid
         Not a cache file, or its header is damaged (an :class:`~imgstore.errors.IndexCorruptError`).
     """
-    with open(os.fspath(path), "rb") as f:
-        return _read_header(f, os.fstat(f.fileno()).st_size, os.fspath(path))
+    from .storage import LOCAL
+
+    storage = storage or LOCAL
+    path = os.fspath(path)
+    token = storage.stat_token(path)
+    with storage.open_read(path) as f:
+        return _read_header(f, token.size if token else 0, path)
 
 
-def _read_header(f, file_size: int, path: str) -> dict[str, Any]:
+def _read_header(f: IO[bytes], file_size: int, path: str) -> dict[str, Any]:
     prefix = f.read(len(_MAGIC) + _PREFIX.size)
     if len(prefix) < len(_MAGIC) + _PREFIX.size or not prefix.startswith(_MAGIC):
         raise CacheInvalid(f"{path}: not an imgstore index cache (bad magic)")
@@ -327,26 +227,39 @@ def _read_header(f, file_size: int, path: str) -> dict[str, Any]:
     return header
 
 
-def _open_file(path: str, store: ImgStore) -> _Cached:
+def _open_file(storage: Storage, path: str, identity: Identity) -> ScanState:
     """Map a cache file, checking everything that can be checked without reading the arrays."""
+    token = storage.stat_token(path)
+    if token is None:
+        raise CacheInvalid(f"{path}: no cache")
     try:
-        f = open(path, "rb")
+        f = storage.open_read(path)
     except FileNotFoundError:
         raise CacheInvalid(f"{path}: no cache") from None
     except OSError as exc:
         raise CacheInvalid(f"{path}: unreadable ({exc.strerror})") from None
     with f:
-        file_size = os.fstat(f.fileno()).st_size
+        file_size = token.size
         header = _read_header(f, file_size, path)
         version = header.get("version")
         if version != CACHE_VERSION:
             raise CacheInvalid(f"{path}: cache version {version!r}, this imgstore reads {CACHE_VERSION}")
-        if header.get("store") != _store_identity(store):
-            raise CacheInvalid(f"{path}: cache is of store {header.get('store')!r}, not {_store_identity(store)!r}")
+        if header.get("store") != dict(identity):
+            raise CacheInvalid(f"{path}: cache is of store {header.get('store')!r}, not {dict(identity)!r}")
         layout = header.get("arrays")
         if not isinstance(layout, dict) or layout.get("_end", {}).get("offset") != file_size:
             raise CacheInvalid(f"{path}: file size {file_size} differs from the header's layout (truncated?)")
-        raw = np.memmap(f, dtype=np.uint8, mode="r") if file_size else np.zeros(0, np.uint8)
+        local = storage.local_path(path)
+        if not file_size:
+            raw = np.zeros(0, np.uint8)
+        elif local is not None:
+            # mapped, not read: opening touches none of the big arrays' pages
+            raw = np.memmap(local, dtype=np.uint8, mode="r")
+        else:
+            f.seek(0)
+            raw = np.frombuffer(f.read(), dtype=np.uint8)
+        if len(raw) != file_size:
+            raise CacheInvalid(f"{path}: changed while being read")
 
     dtypes = {name: dtype for name, dtype in _TABLE_FIELDS} | _FRAME_FIELDS
     arrays: dict[str, np.ndarray] = {}
@@ -404,192 +317,59 @@ def _open_file(path: str, store: ImgStore) -> _Cached:
     starts = np.zeros(n_chunks, dtype=np.int64)
     if n_chunks:
         np.cumsum(lengths[:-1], out=starts[1:])
-    return _Cached(chunk_number=chunks, kind=arrays["chunk_kind"], size=arrays["chunk_size"],
-                   mtime_ns=arrays["chunk_mtime_ns"], length=lengths, start=starts,
-                   frame_number=arrays["frame_number"], frame_time=arrays["frame_time"],
-                   stat_time_ns=stat_time, by_number=by["number"], by_time=by["time"], origin=path)
+    return ScanState(chunk_number=chunks, kind=arrays["chunk_kind"], size=arrays["chunk_size"],
+                     mtime_ns=arrays["chunk_mtime_ns"], length=lengths, start=starts,
+                     frame_number=arrays["frame_number"], frame_time=arrays["frame_time"],
+                     stat_time_ns=stat_time, by_number=by["number"], by_time=by["time"], origin=path)
 
 
-# ============================================================================ building
+# ============================================================================ entry points
 
 
-@dataclasses.dataclass
-class _Result:
-    index: FrameIndex
-    cached: _Cached  # the cacheable chunks (all with an index), as they are now
-    cache_current: bool  # the source already holds exactly these chunks (no write needed)
-    refresh_racy: bool  # racy entries verified; a rewrite now would make them non-racy
-
-
-def _same(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> bool:
-    return bool(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1], equal_nan=True))
-
-
-def _read_table(store: ImgStore, disk: _OnDisk, quiet: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """A chunk's frames read the normal way (journal recovery, warnings, damaged_chunks)."""
-    table = store._read_chunk_table(disk.chunk_n, disk.base, quiet=quiet)
-    if table is None:
-        return None
-    return (np.asarray(table["frame_number"], dtype=np.int64), np.asarray(table["frame_time"], dtype=np.float64))
-
-
-def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
-    """True if ``a`` and ``b`` are the same memory (a memmap and its ndarray view, say)."""
-    return (len(a) == len(b) and a.dtype == b.dtype
-            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
-
-
-def _build(store: ImgStore, source: _Cached | None, quiet: bool = False) -> _Result:
-    """The store's index from ``source`` where it still holds, reading the rest.
-
-    Raises ``CacheInvalid`` if a re-read chunk contradicts ``source`` although its index file
-    looks unchanged (a damaged cache): the caller then builds again without it.
-    """
-    stat_time = time.time_ns()
-    # stats first, reads after: a chunk changing in between is then seen as changed next time
-    listing = _scan(store)
-    n = len(listing)
-    kinds = np.fromiter((d.kind for d in listing), dtype=np.int64, count=n)
-    matched = np.zeros(n, dtype=bool)
-    rows = np.zeros(n, dtype=np.int64)
-    if source is not None and n and len(source.chunk_number):
-        chunk_ns = np.fromiter((d.chunk_n for d in listing), dtype=np.int64, count=n)
-        sizes = np.fromiter((d.size for d in listing), dtype=np.int64, count=n)
-        mtimes = np.fromiter((d.mtime_ns for d in listing), dtype=np.int64, count=n)
-        rows = np.minimum(np.searchsorted(source.chunk_number, chunk_ns), len(source.chunk_number) - 1)
-        matched = ((source.chunk_number[rows] == chunk_ns) & (kinds >= 0) & (source.kind[rows] == kinds)
-                   & (source.size[rows] == sizes) & (source.mtime_ns[rows] == mtimes))
-
-    verify: set[int] = set()  # positions in listing whose cached frames are re-read and compared
-    n_racy = 0
-    if source is not None and matched.any():
-        positions = np.flatnonzero(matched)
-        verify = {int(positions[0]), int(positions[-1]), int(random.choice(positions))}
-        racy = positions[source.mtime_ns[rows[positions]] >= source.stat_time_ns - RACY_WINDOW_NS]
-        n_racy = len(racy)
-        verify.update(int(p) for p in racy)
-
-    for pos in sorted(verify):
-        assert source is not None
-        row = int(rows[pos])
-        disk = listing[pos]
-        got = _read_table(store, disk, quiet=True)
-        if got is not None and _same(got, source.frames(row)):
-            continue
-        if not source.mtime_ns[row] >= source.stat_time_ns - RACY_WINDOW_NS:
-            raise CacheInvalid(f"{source.origin}: chunk {disk.chunk_n} differs from its index although "
-                               f"the index file looks unchanged")
-        # a racy entry really changed under an unchanged mtime: read it as new
-        matched[pos] = False
-
-    n_source = len(source.chunk_number) if source is not None else -1
-    all_indexed = bool(np.all(kinds >= 0))
-    if source is not None and all_indexed and n == n_source and bool(matched.all()):
-        # the fast path: the cache's (memory-mapped) arrays are the index, nothing is read or copied;
-        # every entry is now known good as of this stat (racy ones were just re-read)
-        cached = dataclasses.replace(source, stat_time_ns=stat_time)
-        if not cached.is_contiguous():
-            _fill_sorted(cached, None)
-        nonempty = cached.length > 0
-        index = FrameIndex(cached.chunk_number[nonempty], cached.length[nonempty], cached.frame_number,
-                           cached.frame_time)
-        _adopt_sorted(index, cached)
-        # rewriting the cache with a later stat time ends the re-reading of racy entries; worth
-        # it for many (a store made in a burst), not for a writer's last chunk or two
-        refresh = n_racy >= _REFRESH_MIN_RACY and int(cached.mtime_ns.max()) < time.time_ns() - RACY_WINDOW_NS
-        return _Result(index=index, cached=cached, cache_current=True, refresh_racy=refresh)
-
-    tables: list[tuple[int, np.ndarray, np.ndarray]] = []
-    entries: list[tuple[_OnDisk, np.ndarray, np.ndarray]] = []
-    fresh = 0
-    for pos, disk in enumerate(listing):
-        if matched[pos]:
-            assert source is not None
-            frames = source.frames(int(rows[pos]))
-        else:
-            got = _read_table(store, disk, quiet)
-            if got is None:
-                continue
-            frames = got
-            if disk.kind < 0:
-                # journaled (or otherwise unindexed) chunks are read every time, never cached
-                tables.append((disk.chunk_n, *frames))
-                continue
-            fresh += 1
-        tables.append((disk.chunk_n, *frames))
-        entries.append((disk, *frames))
-    cached = _cached_from_entries(entries, stat_time)
-    if len(tables) == len(entries):
-        nonempty = cached.length > 0
-        index = FrameIndex(cached.chunk_number[nonempty], cached.length[nonempty], cached.frame_number,
-                           cached.frame_time)
-    else:
-        index = FrameIndex.from_chunks(tables)
-    cache_current = source is not None and fresh == 0 and len(entries) == n_source
-    return _Result(index=index, cached=cached, cache_current=cache_current, refresh_racy=False)
-
-
-def _adopt_sorted(index: FrameIndex, cached: _Cached) -> None:
-    # FrameIndex computes these lazily with an O(n) check (O(n log n) sort when unsorted); the
-    # cache saved them, so the 18-million-frame arrays need not be touched at all
-    if cached.by_number is not None:
-        index._number_order, index._number_sorted = cached.by_number
-    if cached.by_time is not None:
-        index._time_order, index._time_sorted = cached.by_time
-
-
-def _fill_sorted(cached: _Cached, index: FrameIndex | None) -> None:
-    """Make ``cached`` contiguous and give it FrameIndex's sorted orders (from ``index`` if same data)."""
-    if not cached.is_contiguous():
-        parts = [cached.frames(r) for r in range(len(cached.chunk_number))]
-        cached.frame_number = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-        cached.frame_time = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float64)
-        cached.start = np.cumsum(cached.length) - cached.length
-        cached.by_number = cached.by_time = None
-        index = None
-    if cached.by_number is not None and cached.by_time is not None:
-        return
-    if index is None or not (_same_buffer(index.frame_number, cached.frame_number)
-                             and _same_buffer(index.frame_time, cached.frame_time)):
-        nonempty = cached.length > 0
-        index = FrameIndex(cached.chunk_number[nonempty], cached.length[nonempty], cached.frame_number,
-                           cached.frame_time)
-    cached.by_number = index._by_number()
-    cached.by_time = index._by_time()
-
-
-def _may_write_as_reader(store: ImgStore, n_chunks: int) -> bool:
+def _may_write_as_reader(storage: Storage, basedir: str, n_chunks: int) -> bool:
     """Big and writable (the caller checked that no live writer is changing the store)."""
     if n_chunks < READER_WRITE_MIN_CHUNKS:
         return False  # reading a small store must never change a file
-    return os.access(store._basedir, os.W_OK)
+    return storage.can_write(basedir)
 
 
-def _try_write(store: ImgStore, result: _Result, path: str | None = None, raise_errors: bool = False) -> bool:
-    target = path or cache_path(store._basedir)
+def _try_write(storage: Storage, basedir: str, identity: Identity, result: ScanResult, path: str | None = None,
+               raise_errors: bool = False) -> bool:
+    target = path or cache_path(basedir, storage)
     try:
-        _fill_sorted(result.cached, result.index)
-        _write_file(target, _store_identity(store), result.cached)
+        result.state.complete(result.index)
+        _write_file(storage, target, identity, result.state)
     except StoreWriteError as exc:
         if raise_errors:
             raise
-        log.debug("%s: index cache not written: %s", store._basedir, exc)
+        log.debug("%s: index cache not written: %s", basedir, exc)
         return False
     except Exception:
         if raise_errors:
             raise
         # the cache is an optimisation: a bug in writing it must not stop a store from opening
-        log.warning("%s: index cache not written (unexpected error)", store._basedir, exc_info=True)
+        log.warning("%s: index cache not written (unexpected error)", basedir, exc_info=True)
         return False
-    log.debug("%s: index cache written (%d chunks, %d frames)", target, len(result.cached.chunk_number),
-              len(result.cached.frame_number))
+    log.debug("%s: index cache written (%d chunks, %d frames)", target, len(result.state.chunk_number),
+              len(result.state.frame_number))
     return True
 
 
-def _source_from_file(store: ImgStore) -> _Cached | None:
-    path = cache_path(store._basedir)
+def _scan_from(scanner: ChunkScanner, state: ScanState | None, quiet: bool) -> ScanResult:
+    """A scan from ``state``; without it if the state turns out to be damaged."""
+    if state is not None:
+        try:
+            return scanner.scan(state, quiet)
+        except StateMismatch as exc:
+            log.debug("index cache ignored: %s", exc)
+    return scanner.scan(None, quiet)
+
+
+def load_state(storage: Storage, basedir: str, identity: Identity) -> ScanState | None:
+    """The scan state saved in the store's cache, or None (missing, stale version, damaged...)."""
+    path = cache_path(basedir, storage)
     try:
-        return _open_file(path, store)
+        return _open_file(storage, path, identity)
     except CacheInvalid as exc:
         log.debug("index cache ignored: %s", exc)
     except Exception as exc:  # whatever a damaged file provokes: the cache is only ever an optimisation
@@ -597,95 +377,67 @@ def _source_from_file(store: ImgStore) -> _Cached | None:
     return None
 
 
-def _build_checked(store: ImgStore, source: _Cached | None, quiet: bool) -> _Result:
-    if source is None:
-        return _build(store, None, quiet)
-    try:
-        return _build(store, source, quiet)
-    except CacheInvalid as exc:
-        log.debug("index cache ignored: %s", exc)
-        if not quiet:
-            store.damaged_chunks = {}
-        return _build(store, None, quiet)
+def open_index(scanner: ChunkScanner, storage: Storage, basedir: str, identity: Identity,
+               may_write: bool) -> ScanResult:
+    """Scan a store being opened, from its cache where the cache is still valid.
 
-
-# ============================================================================ entry points
-
-
-def load_index(store: ImgStore) -> FrameIndex:
-    """The frame index of a store being opened (``ImgStore._load_index``).
-
-    Uses the store's cache where it is valid, reads what changed, and (for big stores whose
-    cache was missing or stale, not locked, writable) writes the cache back.
+    With ``may_write`` (a reader, no live writer), a big store whose cache was missing or
+    stale gets it written back (if its folder is writable).
     """
     if not cache_enabled():
-        return store._build_index()
-    store._begin_scan()
-    source = _source_from_file(store)
-    result = _build_checked(store, source, quiet=False)
-    _STATE[store] = result.cached
-    if (not result.cache_current or result.refresh_racy) and len(result.cached.chunk_number) \
-            and store._mode == "r" and not store._writer_alive and _may_write_as_reader(store, len(result.cached.chunk_number)):
-        _try_write(store, result)
-    return result.index
+        return scanner.scan()
+    result = _scan_from(scanner, load_state(storage, basedir, identity), quiet=False)
+    n_chunks = len(result.state.chunk_number)
+    if (not result.unchanged or result.refresh_racy) and n_chunks and may_write \
+            and _may_write_as_reader(storage, basedir, n_chunks):
+        _try_write(storage, basedir, identity, result)
+    return result
 
 
-def save_index(store: ImgStore, path: str | os.PathLike | None = None) -> str | None:
-    """Write the index cache of a store opened for reading; return its path.
+def save(scanner: ChunkScanner, storage: Storage, basedir: str, identity: Identity, previous: ScanState | None,
+         path: str | os.PathLike | None = None) -> tuple[str, ScanState]:
+    """Write a store's index cache on request; return its path and the state written.
 
-    Parameters
-    ----------
-    store
-        A store opened with ``mode='r'``. Writers save it when they close; for them this does
-        nothing and returns None (as the reference's ``save_index``).
-    path
-        Where to write (default: ``.imgstore-index.cache`` in the store, where it is used).
-        An explicit request: written even when ``IMGSTORE_INDEX_CACHE=0`` or the store is small.
+    Re-validates against the disk first: what was loaded at open may have changed since.
+    An explicit request: written even when ``IMGSTORE_INDEX_CACHE=0`` or the store is small.
 
     Raises
     ------
     StoreWriteError
         The file could not be written (read-only store...).
     """
-    if store._mode != "r":
-        log.debug("%s: save_index() ignored in mode %r (the writer saves the index when it closes)",
-                  store._basedir, store._mode)
-        return None
-    store._require_mode("r", "save_index")
-    target = os.fspath(path) if path is not None else cache_path(store._basedir)
-    # re-validate against the disk: what was loaded at open may have changed since
-    source = _STATE.get(store)
-    result = _build_checked(store, source, quiet=True)
-    _try_write(store, result, target, raise_errors=True)
-    if path is None:
-        _STATE[store] = result.cached
-    return target
+    target = os.fspath(path) if path is not None else cache_path(basedir, storage)
+    result = _scan_from(scanner, previous, quiet=True)
+    _try_write(storage, basedir, identity, result, target, raise_errors=True)
+    return target, result.state
 
 
-def write_after_close(store: ImgStore) -> None:
-    """Write the cache of a store whose writer just closed (``ImgStore._after_write_closed``).
+def save_index(store: Any, path: str | os.PathLike | None = None) -> str | None:
+    """``store.save_index_cache(path)``: write the index cache of a store opened for reading."""
+    return store.save_index_cache(path)
+
+
+def write_after_close(scanner: ChunkScanner, storage: Storage, basedir: str, identity: Identity) -> None:
+    """Write the cache of a store whose writer just closed.
 
     Never raises for cache problems: the store itself is complete whatever happens here.
     """
     if not cache_enabled():
         return
-    path = cache_path(store._basedir)
+    path = cache_path(basedir, storage)
     try:
-        chunks = store._list_chunks()
-        if not chunks:
+        if not scanner.backend.list_chunks():
             # nothing to cache; a cache from before empty() would only be ignored later
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            storage.remove(path)
             return
         # an appending writer reuses the cache of what was there before it
-        source = _source_from_file(store)
-        result = _build_checked(store, source, quiet=True)
-        if result.cache_current and not result.refresh_racy:
+        result = _scan_from(scanner, load_state(storage, basedir, identity), quiet=True)
+        if result.unchanged and not result.refresh_racy:
             return
-        if len(result.cached.chunk_number):
-            _try_write(store, result)
+        if len(result.state.chunk_number):
+            _try_write(storage, basedir, identity, result)
     except (OSError, ValueError) as exc:  # ImgStoreError subclasses are among these
-        log.debug("%s: index cache not written at close: %s", store._basedir, exc)
+        log.debug("%s: index cache not written at close: %s", basedir, exc)
     except Exception:
         # the recording is complete and closed: a bug here must not turn close() into a failure
-        log.warning("%s: index cache not written at close (unexpected error)", store._basedir, exc_info=True)
+        log.warning("%s: index cache not written at close (unexpected error)", basedir, exc_info=True)

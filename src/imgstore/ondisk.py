@@ -23,15 +23,14 @@ died. The reference library ignores these files.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
+import errno
 import datetime
 import json
 import math
 import os
 import re
-import secrets
 import time
 import uuid as uuid_module
 import warnings
@@ -48,6 +47,7 @@ from .errors import (
     StoreNotFoundError,
     StoreWriteError,
 )
+from .storage import LOCAL, PARTIAL_SUFFIX, AppendFile, Storage
 
 STORE_MD_KEY = "__store"
 STORE_MD_FILENAME = "metadata.yaml"
@@ -62,7 +62,6 @@ EXTRA_DATA_FILE_EXTENSIONS = (".extra.json", ".extra_data.json", ".extra_data.h5
 EXTRA_JSON_SUFFIX = ".extra.json"
 EXTRA_JOURNAL_SUFFIX = ".extra.jsonl"
 JOURNAL_SUFFIX = ".journal"
-PARTIAL_SUFFIX = ".partial"
 INDEX_SUFFIXES = (".npz", ".yaml")
 
 _REQUIRED_STORE_KEYS = ("class", "format", "imgshape", "imgdtype", "chunksize", "version")
@@ -78,44 +77,6 @@ def parse_chunk_name(name: str) -> int | None:
     if name.isdigit() and name.isascii():
         return int(name)
     return None
-
-
-# --------------------------------------------------------------------------- atomic files
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", fsync: bool = False,
-                 unique: bool = False) -> Iterator[IO]:
-    """Write ``path`` through a temporary sibling renamed into place on success.
-
-    A crash leaves either the old file or the new one, never half a file. The temporary
-    file is named ``<path>.partial`` so the chunk scanners of both libraries skip it; with
-    ``unique`` it also carries the pid and a random tag, for files several processes may
-    write at once (the last rename wins, each rename is whole).
-    """
-    path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}" if unique else path + PARTIAL_SUFFIX
-    try:
-        with open(tmp, "xb" if unique else mode) as f:
-            yield f
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise StoreWriteError(exc.errno, f"could not write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_write(path, "wb", fsync=fsync) as f:
-        f.write(data)
 
 
 # --------------------------------------------------------------------------- metadata.yaml
@@ -282,16 +243,15 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def read_metadata(path: str | os.PathLike) -> tuple[StoreMetadata, dict[str, Any]]:
+def read_metadata(path: str | os.PathLike, *, storage: Storage = LOCAL) -> tuple[StoreMetadata, dict[str, Any]]:
     """Read ``metadata.yaml``; return the store metadata and the user metadata."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        text = storage.read_bytes(path)
     except FileNotFoundError:
-        raise StoreNotFoundError(2, f"no store metadata at {path}", path) from None
+        raise StoreNotFoundError(errno.ENOENT, f"no store metadata at {path}", path) from None
     except IsADirectoryError:
-        raise StoreNotFoundError(2, f"{path} is a directory, not a {STORE_MD_FILENAME}", path) from None
+        raise StoreNotFoundError(errno.ENOENT, f"{path} is a directory, not a {STORE_MD_FILENAME}", path) from None
     except OSError as exc:  # permissions, I/O error
         raise MetadataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
@@ -324,21 +284,22 @@ def _yaml_safe(value: Any, where: str) -> Any:
     raise MetadataError(f"metadata value at {where!r} of type {type(value).__name__} cannot be stored in YAML")
 
 
-def write_metadata(path: str | os.PathLike, smd: StoreMetadata, user_metadata: Mapping[str, Any]) -> None:
+def write_metadata(path: str | os.PathLike, smd: StoreMetadata, user_metadata: Mapping[str, Any], *,
+                   storage: Storage = LOCAL) -> None:
     """Write ``metadata.yaml`` atomically (safe YAML only)."""
     if STORE_MD_KEY in user_metadata:
         raise MetadataError(f"user metadata must not use the reserved key {STORE_MD_KEY!r}")
     doc = {str(k): _yaml_safe(v, str(k)) for k, v in user_metadata.items()}
     doc[STORE_MD_KEY] = smd.to_mapping()
     text = yaml.safe_dump(doc)
-    atomic_write_bytes(path, text.encode("utf-8"))
+    storage.write_bytes(os.fspath(path), text.encode("utf-8"))
 
 
 _FOLDER_DATE_RE = re.compile(r"(.*)(20\d{6}_\d{6}).*")
 
 
 def resolve_created(smd: StoreMetadata, user_metadata: Mapping[str, Any], basedir: str,
-                    metadata_path: str) -> tuple[datetime.datetime, Any]:
+                    metadata_path: str, *, storage: Storage = LOCAL) -> tuple[datetime.datetime, Any]:
     """Return (created datetime in UTC, local ZoneInfo) as the reference derives them.
 
     Old stores (Motif) lack ``created_utc``: the time then comes from a ``YYYYMMDD_HHMMSS``
@@ -361,17 +322,18 @@ def resolve_created(smd: StoreMetadata, user_metadata: Mapping[str, Any], basedi
     if m:
         local = datetime.datetime.strptime(m.group(2), "%Y%m%d_%H%M%S").replace(tzinfo=tz)
         return local.astimezone(datetime.timezone.utc), tz
-    mtime = os.path.getmtime(metadata_path)
-    return datetime.datetime.fromtimestamp(mtime, tz=datetime.timezone.utc), tz
+    token = storage.stat_token(metadata_path)
+    mtime_ns = token.mtime_ns if token is not None else time.time_ns()
+    return datetime.datetime.fromtimestamp(mtime_ns / 1e9, tz=datetime.timezone.utc), tz
 
 
 # --------------------------------------------------------------------------- chunk index
 
 
-def find_index_file(base: str) -> str | None:
+def find_index_file(base: str, *, storage: Storage = LOCAL) -> str | None:
     """Path of the index of the chunk whose path without extension is ``base``."""
     for ext in INDEX_SUFFIXES:
-        if os.path.exists(base + ext):
+        if storage.exists(base + ext):
             return base + ext
     return None
 
@@ -402,7 +364,8 @@ def _as_frame_times(values: Any, where: str) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-def read_chunk_index(path: str, keys: Sequence[str] = FRAME_MD) -> dict[str, np.ndarray]:
+def read_chunk_index(path: str, keys: Sequence[str] = FRAME_MD, *, storage: Storage = LOCAL
+                     ) -> dict[str, np.ndarray]:
     """Read the arrays ``keys`` from a chunk index file (``.npz`` or ``.yaml``).
 
     ``frame_number`` and ``frame_time`` are required and must have equal lengths; other
@@ -411,11 +374,11 @@ def read_chunk_index(path: str, keys: Sequence[str] = FRAME_MD) -> dict[str, np.
     """
     try:
         if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as npz:
+            # through a file object: only the members asked for are read (ranges, when remote)
+            with storage.open_read(path) as f, np.load(f, allow_pickle=False) as npz:
                 raw = {k: npz[k] for k in keys if k in npz.files}
         else:
-            with open(path, "rb") as f:
-                doc = yaml.safe_load(f)
+            doc = yaml.safe_load(storage.read_bytes(path))
             if not isinstance(doc, Mapping):
                 raise IndexCorruptError(f"{path}: index must be a mapping")
             raw = {k: np.asarray(doc[k]) for k in keys if k in doc}
@@ -442,7 +405,7 @@ def read_chunk_index(path: str, keys: Sequence[str] = FRAME_MD) -> dict[str, np.
 
 
 def write_chunk_index(base: str, arrays: Mapping[str, np.ndarray], smd: StoreMetadata | None = None,
-                      fsync: bool = True) -> str:
+                      fsync: bool = True, *, storage: Storage = LOCAL) -> str:
     """Write ``<base>.npz`` atomically with ``arrays`` plus the store metadata fields.
 
     Flushed to stable storage by default: the writer deletes the chunk's journal right after,
@@ -455,7 +418,7 @@ def write_chunk_index(base: str, arrays: Mapping[str, np.ndarray], smd: StoreMet
         if k not in FRAME_MD:
             fields[k] = np.asarray(v)
     path = base + ".npz"
-    with atomic_write(path, fsync=fsync) as f:
+    with storage.atomic_write(path, fsync=fsync) as f:
         np.savez(f, **fields)
     return path
 
@@ -469,41 +432,29 @@ BASE_JOURNAL_FIELDS: tuple[tuple[str, str], ...] = (("frame_number", "<i8"), ("f
 class ChunkJournal:
     """Append-only record of the frames of the chunk being written.
 
-    Records are fixed-size and written with one unbuffered ``os.write`` each, so a killed
-    writer loses no record the OS has accepted; a torn last record is ignored on read.
+    Records are fixed-size and written with one unbuffered write each, so a killed writer
+    loses no record the OS has accepted; a torn last record is ignored on read.
     ``fsync`` runs at most every ``fsync_interval`` seconds to bound loss on power failure.
     """
 
     def __init__(self, path: str, fields: Sequence[tuple[str, str]] = BASE_JOURNAL_FIELDS,
-                 fsync_interval: float | None = 1.0) -> None:
+                 fsync_interval: float | None = 1.0, *, storage: Storage = LOCAL) -> None:
         self.path = path
         self.dtype = np.dtype([(name, fmt) for name, fmt in fields])
         header = _JOURNAL_MAGIC + json.dumps({"fields": [list(f) for f in fields]}).encode() + b"\n"
-        atomic_write_bytes(path, header)
-        try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except OSError as exc:
-            raise StoreWriteError(exc.errno, f"could not open journal {path}: {exc.strerror}") from exc
-        self._size = len(header)  # bytes of complete records: a failed append is cut back to it
+        self._file: AppendFile | None = storage.open_append(path, header=header)
+        self._storage = storage
         self._fsync_interval = fsync_interval
         self._last_sync = time.monotonic()
         self._record = np.zeros(1, dtype=self.dtype)
 
     def append(self, **values: Any) -> None:
         """Append one record (missing fields are zero)."""
+        if self._file is None:
+            raise StoreWriteError(errno.EBADF, f"journal {self.path} is closed", self.path)
         rec = self._record
         rec[0] = tuple(values.get(name, 0) for name in self.dtype.names)
-        data = rec.tobytes()
-        try:
-            written = os.write(self._fd, data)
-            if written != len(data):
-                raise OSError(28, "short write (disk full?)")
-        except OSError as exc:
-            # a partial record would misalign every record after it: cut the journal back
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)
-            raise StoreWriteError(exc.errno, f"could not append to journal {self.path}: {exc.strerror}") from exc
-        self._size += len(data)
+        self._file.append(rec.tobytes())
         if self._fsync_interval is not None:
             now = time.monotonic()
             if now - self._last_sync >= self._fsync_interval:
@@ -512,29 +463,21 @@ class ChunkJournal:
 
     def sync(self) -> None:
         """Flush the journal to stable storage."""
-        with contextlib.suppress(OSError):
-            os.fsync(self._fd)
+        if self._file is not None:
+            self._file.sync()
 
     def close(self, remove: bool = False) -> None:
         """Close the journal, deleting it if ``remove`` (its chunk got a real index)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         if remove:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-
-    def __del__(self) -> None:
-        fd = getattr(self, "_fd", None)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            self._storage.remove(self.path)
 
 
-def read_journal(path: str) -> dict[str, np.ndarray]:
+def read_journal(path: str, *, storage: Storage = LOCAL) -> dict[str, np.ndarray]:
     """Read the complete records of a chunk journal as a dict of arrays."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data = storage.read_bytes(path)
     if not data.startswith(_JOURNAL_MAGIC):
         raise IndexCorruptError(f"{path}: not an imgstore journal")
     try:
@@ -598,12 +541,12 @@ def _json_ok(value: Any) -> bool:
 class ExtraDataWriter:
     """Extra data of one chunk: JSON lines while recording, a JSON array once closed."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, *, storage: Storage = LOCAL) -> None:
         self.base = base
         self.journal_path = base + EXTRA_JOURNAL_SUFFIX
         self.final_path = base + EXTRA_JSON_SUFFIX
-        self._fd: int | None = None
-        self._size = 0  # bytes of complete lines: a failed append is cut back to it
+        self._storage = storage
+        self._file: AppendFile | None = None
         self._lines: list[str] = []
 
     @property
@@ -613,51 +556,41 @@ class ExtraDataWriter:
 
     def append(self, line: str) -> None:
         """Append one encoded record (see :func:`encode_extra_record`)."""
-        if self._fd is None:
-            try:
-                self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                self._size = os.fstat(self._fd).st_size
-            except OSError as exc:
-                raise StoreWriteError(exc.errno, f"could not create {self.journal_path}: {exc.strerror}") from exc
-        data = (line + "\n").encode("utf-8")
-        try:
-            if os.write(self._fd, data) != len(data):
-                raise OSError(28, "short write (disk full?)")
-        except OSError as exc:
-            # a torn line followed by more records would make the file unreadable: cut it back
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)
-            raise StoreWriteError(exc.errno, f"could not append to {self.journal_path}: {exc.strerror}") from exc
-        self._size += len(data)
+        if self._file is None:
+            self._file = self._storage.open_append(self.journal_path)
+        self._file.append((line + "\n").encode("utf-8"))
         self._lines.append(line)
 
     def finalize(self) -> None:
         """Write ``<base>.extra.json`` (the reference's format) and drop the JSON lines."""
-        if self._fd is None and not self._lines:
+        if self._file is None and not self._lines:
             return
-        if self._fd is not None:  # None on a second try after a failed finalize
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:  # None on a second try after a failed finalize
+            self._file.close()
+            self._file = None
         # flushed: the JSON lines are deleted next (see write_chunk_index)
-        atomic_write_bytes(self.final_path, ("[" + ", ".join(self._lines) + "]").encode("utf-8"), fsync=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.journal_path)
+        self._storage.write_bytes(self.final_path, ("[" + ", ".join(self._lines) + "]").encode("utf-8"), fsync=True)
+        self._storage.remove(self.journal_path)
+
+    def close(self) -> None:
+        """Close the JSON lines file, leaving it as it is."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def discard(self) -> None:
         """Forget everything written to this chunk."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         for p in (self.journal_path, self.final_path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
+            self._storage.remove(p)
         self._lines.clear()
 
 
-def read_extra_json(path: str) -> list[dict[str, Any]]:
+def read_extra_json(path: str, *, storage: Storage = LOCAL) -> list[dict[str, Any]]:
     """Read an ``.extra.json`` array or an ``.extra.jsonl`` journal (torn last line ignored)."""
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = storage.read_bytes(path)
     if path.endswith(EXTRA_JOURNAL_SUFFIX):
         records = []
         # every record ends with a newline, so only the last piece can be a torn record

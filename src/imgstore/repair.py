@@ -9,7 +9,7 @@ could not:
 
 * a chunk with a journal but no index gets its index, written from the journal and holding
   only the frames that are really on disk (for video: decodable; the backend's
-  ``_recover_chunk`` decides, exactly as when the store is opened for reading);
+  ``recover_chunk`` decides, exactly as when the store is opened for reading);
 * ``<chunk>.extra.jsonl`` becomes ``<chunk>.extra.json`` (a torn last record is dropped);
 * journals of chunks that have an index, ``.partial`` temporary files and a stale ``.lock``
   are removed;
@@ -33,16 +33,19 @@ import os
 import socket
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from . import ondisk
-from ._lock import StoreLock, is_locked, read_lock_owner
-from .errors import ChunkReadError, IndexCorruptError, MetadataError, StoreLockedError, StoreWriteError
-
-if TYPE_CHECKING:
-    from .backends.base import ImgStore
+from ._lock import read_lock_owner
+from .backends.contract import Backend
+from .backends.registry import class_for_name
+from .backends.writing import remove_chunk_files
+from .errors import ChunkReadError, IndexCorruptError, MetadataError, StoreLockedError
+from .factory import resolve_store_path
+from .ondisk import StoreMetadata
+from .storage import LOCAL, PARTIAL_SUFFIX, Storage
 
 __all__ = ["repair", "RepairReport"]
 
@@ -132,40 +135,39 @@ def repair(path: str | os.PathLike, dry_run: bool = False, force: bool = False) 
         A change could not be written (read-only or full file system); what was done
         before stays valid and repair can be run again.
     """
-    from .backends import class_for_name
-    from .factory import resolve_store_path
-
     basedir, md_path = resolve_store_path(path, None, read=True)
-    smd, _ = ondisk.read_metadata(md_path)
+    storage = LOCAL
+    smd, _ = ondisk.read_metadata(md_path, storage=storage)
     cls = class_for_name(smd.class_name)
     if cls is None:
         raise MetadataError(f"{md_path}: store class {smd.class_name!r} not supported")
     report = RepairReport(path=basedir, dry_run=dry_run)
 
-    lock_path = os.path.join(basedir, ondisk.STORE_LOCK_FILENAME)
-    had_lock = os.path.exists(lock_path)
+    lock_path = storage.join(basedir, ondisk.STORE_LOCK_FILENAME)
+    had_lock = storage.exists(lock_path)
     owner = read_lock_owner(basedir) if had_lock else None
     if had_lock and owner and owner.get("host") not in (None, socket.gethostname()) and not force:
         raise StoreLockedError(
             f"store {basedir!r} is locked by pid {owner.get('pid', '?')} on {owner.get('host')!r}, another "
             f"machine: cannot tell whether that writer is alive (use force if it is not)")
-    lock: StoreLock | None = None
+    lock = None
     if dry_run:
-        if is_locked(basedir):
+        if storage.is_locked(basedir):
             raise StoreLockedError(f"store {basedir!r} is being written by a live process: not repairing it")
     else:
         # held for the whole repair: no writer may start while indexes are written
-        lock = StoreLock(basedir)
+        lock = storage.lock(basedir)
         lock.acquire()
     try:
+        backend = cls.backend_class(storage, basedir, "r")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # every chunk that needs attention is reported below
-            store = cls(basedir=basedir, mode="r")
+            backend.configure(smd)
         try:
-            _repair_chunks(store, report, dry_run)
-            _remove_leftovers(store, report, dry_run)
+            _repair_chunks(backend, smd, report, dry_run)
+            _remove_leftovers(backend, report, dry_run)
         finally:
-            store.close()
+            backend.close_readers()
         if had_lock:
             who = f" (pid {owner.get('pid', '?')} on {owner.get('host', '?')})" if owner else ""
             report.actions.append(f"remove the stale lock {lock_path}{who}")
@@ -188,23 +190,15 @@ def _do(report: RepairReport, dry_run: bool, what: str, action: Callable[[], Any
         action()
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise StoreWriteError(exc.errno, f"could not remove {path}: {exc.strerror}") from exc
-
-
-def _repair_chunks(store: ImgStore, report: RepairReport, dry_run: bool) -> None:
-    for chunk_n, base in sorted(store._list_chunks()):
+def _repair_chunks(backend: Backend, smd: StoreMetadata, report: RepairReport, dry_run: bool) -> None:
+    storage = backend.storage
+    for chunk_n, base in sorted(backend.list_chunks()):
         journal = base + ondisk.JOURNAL_SUFFIX
-        has_journal = os.path.exists(journal)
-        index_path = ondisk.find_index_file(base)
+        has_journal = storage.exists(journal)
+        index_path = ondisk.find_index_file(base, storage=storage)
         if index_path is not None:
             try:
-                ondisk.read_chunk_index(index_path)
+                ondisk.read_chunk_index(index_path, storage=storage)
             except IndexCorruptError as exc:
                 if not has_journal:
                     report.left.append(f"chunk {chunk_n}: {exc}")
@@ -215,84 +209,68 @@ def _repair_chunks(store: ImgStore, report: RepairReport, dry_run: bool) -> None
             if has_journal:
                 # the writer died after writing the index, before removing the journal
                 _do(report, dry_run, f"remove the journal of closed chunk {chunk_n}: {journal}",
-                    lambda j=journal: _unlink(j))
-            _finish_extra_data(chunk_n, base, report, dry_run)
+                    lambda j=journal: storage.remove(j))
+            _finish_extra_data(storage, chunk_n, base, report, dry_run)
             continue
 
         if not has_journal:
-            if store._chunk_has_payload(chunk_n):
+            if backend.chunk_has_payload(chunk_n):
                 report.left.append(
                     f"chunk {chunk_n} holds frames but neither an index nor a journal (a writer that keeps no "
                     f"journal, such as imgstore 0.4, died): their frame numbers and times are unknown")
             else:
                 _do(report, dry_run, f"delete chunk {chunk_n}: created, but the writer died before its first frame",
-                    lambda c=chunk_n, b=base: _drop_chunk(store, c, b))
+                    lambda c=chunk_n, b=base: remove_chunk_files(backend, c, b))
                 report.dropped.append(chunk_n)
             continue
 
         try:
-            table = store._recover_chunk(chunk_n, ondisk.read_journal(journal))
+            table = backend.recover_chunk(chunk_n, ondisk.read_journal(journal, storage=storage))
         except (IndexCorruptError, ChunkReadError) as exc:
             # an unreadable journal or payload: no frame of this chunk can be trusted
             table = None
             why = str(exc)
         n = 0 if table is None else len(table["frame_number"])
-        n_extra = _count_extra(base)
+        n_extra = _count_extra(storage, base)
         if n == 0 and n_extra == 0:
             reason = "no recoverable frame" + (f" ({why})" if table is None else "")
-            _do(report, dry_run, f"delete chunk {chunk_n}: {reason}", lambda c=chunk_n, b=base: _drop_chunk(store, c, b))
+            _do(report, dry_run, f"delete chunk {chunk_n}: {reason}",
+                lambda c=chunk_n, b=base: remove_chunk_files(backend, c, b))
             report.dropped.append(chunk_n)
             continue
         if table is None:
             table = {"frame_number": np.zeros(0, np.int64), "frame_time": np.zeros(0, np.float64)}
         what = f"write the index of chunk {chunk_n} from its journal ({n} frames"
         what += f", keeping its {n_extra} extra data records)" if n == 0 else ")"
-        _do(report, dry_run, what, lambda c=chunk_n, b=base, t=table: _write_index(store, c, b, t))
+        _do(report, dry_run, what,
+            lambda b=base, t=table: ondisk.write_chunk_index(b, t, smd, storage=storage))
         report.recovered[chunk_n] = n
-        _finish_extra_data(chunk_n, base, report, dry_run)
-        _do(report, dry_run, f"remove the journal {journal}", lambda j=journal: _unlink(j))
+        _finish_extra_data(storage, chunk_n, base, report, dry_run)
+        _do(report, dry_run, f"remove the journal {journal}", lambda j=journal: storage.remove(j))
 
 
-def _write_index(store: ImgStore, chunk_n: int, base: str, table: dict[str, np.ndarray]) -> None:
-    arrays = dict(table)
-    # a backend may make a recovered payload final (e.g. give a cut video a proper end) and
-    # add per-frame arrays to the index (e.g. pts and keyframes for exact seeking)
-    finalize = getattr(store, "_finalize_recovered_chunk", None)
-    if finalize is not None:
-        arrays = dict(finalize(chunk_n, table))
-    ondisk.write_chunk_index(base, arrays, store._smd)
-
-
-def _drop_chunk(store: ImgStore, chunk_n: int, base: str) -> None:
-    try:
-        # payload first: an interrupted drop then leaves files the next repair still finds
-        store._remove_chunk_files(chunk_n, base)
-    except OSError as exc:
-        raise StoreWriteError(exc.errno, f"could not delete chunk {chunk_n} of {store._basedir}: "
-                                         f"{exc.strerror}") from exc
-
-
-def _count_extra(base: str) -> int:
+def _count_extra(storage: Storage, base: str) -> int:
     for path in (base + ondisk.EXTRA_JSON_SUFFIX, base + ondisk.EXTRA_JOURNAL_SUFFIX):
-        if os.path.exists(path):
+        if storage.exists(path):
             try:
-                return len(ondisk.read_extra_json(path))
+                return len(ondisk.read_extra_json(path, storage=storage))
             except IndexCorruptError:
                 return 0
     return 0
 
 
-def _finish_extra_data(chunk_n: int, base: str, report: RepairReport, dry_run: bool) -> None:
+def _finish_extra_data(storage: Storage, chunk_n: int, base: str, report: RepairReport, dry_run: bool) -> None:
     jsonl = base + ondisk.EXTRA_JOURNAL_SUFFIX
     final = base + ondisk.EXTRA_JSON_SUFFIX
-    if not os.path.exists(jsonl):
+    if not storage.exists(jsonl):
         return
-    if os.path.exists(final):
+    if storage.exists(final):
         # written (atomically) at the chunk's close; only the removal of the lines was missed
-        _do(report, dry_run, f"remove the extra-data journal of chunk {chunk_n}: {jsonl}", lambda: _unlink(jsonl))
+        _do(report, dry_run, f"remove the extra-data journal of chunk {chunk_n}: {jsonl}",
+            lambda: storage.remove(jsonl))
         return
     try:
-        records = ondisk.read_extra_json(jsonl)
+        records = ondisk.read_extra_json(jsonl, storage=storage)
     except IndexCorruptError as exc:
         report.left.append(f"chunk {chunk_n}: {exc}")
         return
@@ -300,8 +278,8 @@ def _finish_extra_data(chunk_n: int, base: str, report: RepairReport, dry_run: b
     def convert() -> None:
         # records as the writer encoded them (one JSON object each), in the reference's array form
         text = "[" + ", ".join(ondisk.encode_extra_record(r) for r in records) + "]"
-        ondisk.atomic_write_bytes(final, text.encode("utf-8"))
-        _unlink(jsonl)
+        storage.write_bytes(final, text.encode("utf-8"))
+        storage.remove(jsonl)
 
     _do(report, dry_run, f"write the extra data of chunk {chunk_n} ({len(records)} records) to {final}", convert)
 
@@ -309,23 +287,23 @@ def _finish_extra_data(chunk_n: int, base: str, report: RepairReport, dry_run: b
 # ---------------------------------------------------------------------------- leftovers
 
 
-def _remove_leftovers(store: ImgStore, report: RepairReport, dry_run: bool) -> None:
+def _remove_leftovers(backend: Backend, report: RepairReport, dry_run: bool) -> None:
     """Delete ``.partial`` temporary files and journals that belong to no chunk."""
-    basedir = store._basedir
-    listed = {os.path.normpath(base) for _, base in store._list_chunks()}
-    folders = [basedir] + sorted(os.path.join(basedir, e.name) for e in os.scandir(basedir)
-                                 if e.is_dir(follow_symlinks=False) and ondisk.parse_chunk_name(e.name) is not None)
+    storage, basedir = backend.storage, backend.basedir
+    listed = {os.path.normpath(base) for _, base in backend.list_chunks()}
+    folders = [basedir] + sorted(storage.join(basedir, e.name) for e in storage.list_dir(basedir)
+                                 if e.is_dir and ondisk.parse_chunk_name(e.name) is not None)
     for folder in folders:
         try:
-            names = sorted(os.listdir(folder))
+            entries = sorted(storage.list_dir(folder), key=lambda e: e.name)
         except FileNotFoundError:
             continue  # a chunk dropped above
-        for name in names:
-            path = os.path.join(folder, name)
-            if name.endswith(ondisk.PARTIAL_SUFFIX) and os.path.isfile(path):
-                _do(report, dry_run, f"remove the unfinished temporary file {path}", lambda p=path: _unlink(p))
-            elif name.endswith(ondisk.JOURNAL_SUFFIX) and os.path.normpath(
+        for entry in entries:
+            path = storage.join(folder, entry.name)
+            if entry.name.endswith(PARTIAL_SUFFIX) and entry.is_file:
+                _do(report, dry_run, f"remove the unfinished temporary file {path}", lambda p=path: storage.remove(p))
+            elif entry.name.endswith(ondisk.JOURNAL_SUFFIX) and os.path.normpath(
                     path[: -len(ondisk.JOURNAL_SUFFIX)]) not in listed:
                 # e.g. the journal of a video chunk whose file is gone: nothing it describes exists
                 _do(report, dry_run, f"remove the journal {path} of a chunk that does not exist",
-                    lambda p=path: _unlink(p))
+                    lambda p=path: storage.remove(p))

@@ -22,11 +22,15 @@ import yaml
 from .. import ondisk
 from ..errors import FrameIndexError, MetadataError, UnsupportedFormatError
 from ..index import ImgStoreIndex
-from ..ondisk import chunk_name
+from ..ondisk import STORE_MD_FILENAME
+from ..storage import LOCAL
 
 if TYPE_CHECKING:
     from ..frame_index import FrameIndex
     from ..ondisk import StoreMetadata
+    from ..results import Frame
+    from .contract import Backend
+    from .writing import WriteSession
 
 __all__ = ["ReferencePrivates"]
 
@@ -45,13 +49,14 @@ class ReferencePrivates:
     readable_class_names: ClassVar[frozenset[str]]
     _version: ClassVar[int]
 
+    _backend: Backend
+    _session: WriteSession | None
+
     if TYPE_CHECKING:
-        def _list_chunks(self) -> list[tuple[int, str]]: ...
-        def _index_or_written(self) -> FrameIndex: ...
-        def _read_image(self, chunk_n: int, position: int) -> np.ndarray: ...
-        def _read_at(self, frame_index: int, move_cursor: bool) -> tuple[np.ndarray, tuple[int, float]]: ...
+        def _current_index(self) -> FrameIndex: ...
+        def _read_at(self, frame_index: int, move_cursor: bool) -> Frame: ...
         def get_image(self, frame_number: Any, exact_only: bool = True,
-                      frame_index: int | None = None) -> tuple[np.ndarray, tuple[int, float]]: ...
+                      frame_index: int | None = None) -> Frame: ...
         def get_next_framenumber(self) -> int: ...
 
     _log = logging.getLogger("imgstore")
@@ -96,7 +101,7 @@ class ReferencePrivates:
         """The reference's index object (the one passed as ``index=``, if any)."""
         if self._supplied_index is not None:
             return self._supplied_index
-        frame_index = self._index_or_written()
+        frame_index = self._current_index()
         view = self.__dict__.get("_index_view")
         if view is None or view.frame_index is not frame_index:
             view = ImgStoreIndex.from_frame_index(frame_index)
@@ -117,41 +122,43 @@ class ReferencePrivates:
         (the reference's behaviour: a supplied index saves listing the folder).
         """
         if self._listed_chunks is None and self._supplied_index is None:
-            self._listed_chunks = sorted(self._list_chunks())
+            self._listed_chunks = sorted(self._backend.list_chunks())
         return self._listed_chunks
 
     def _iter_chunk_n_and_chunk_paths(self) -> Iterator[tuple[int, str]]:
         if self._listed_chunks is None:
-            self._listed_chunks = sorted(self._list_chunks())
+            self._listed_chunks = sorted(self._backend.list_chunks())
         yield from self._listed_chunks
+
+    @property
+    def _ext(self) -> str:
+        """Suffix of the chunk payload files (``.mkv``; ``.png`` for the frames of directory stores)."""
+        return str(self._backend.extension)
 
     @property
     def _chunk_paths(self) -> list[str]:
         """Path of each chunk's payload: the video file, or the folder of images."""
-        listed = self._chunk_n_and_chunk_paths or sorted(self._list_chunks())
-        return [self._chunk_payload_path(chunk_n) for chunk_n, _ in listed]
-
-    def _chunk_payload_path(self, chunk_n: int) -> str:
-        return os.path.join(self._basedir, chunk_name(chunk_n))
+        listed = self._chunk_n_and_chunk_paths or sorted(self._backend.list_chunks())
+        return [self._backend.payload_path(chunk_n) for chunk_n, _ in listed]
 
     @property
     def _chunk_n(self) -> int:
         """The chunk being written, or the chunk of the frame read last (0 before the first)."""
-        if self._mode != "r":
-            return int(self.__dict__.get("_write_chunk_n", 0))
+        if self._session is not None:
+            return self._session.open_chunk_n
         loaded = self._loaded_chunk()
         if loaded is not None:
             return loaded
-        if self._cursor < 0 or not len(self._index_or_written()):
+        if self._cursor < 0 or not len(self._current_index()):
             return 0
-        return self._index_or_written().locate(self._cursor)[0]
+        return self._current_index().locate(self._cursor)[0]
 
     @property
     def _chunk_current_frame_idx(self) -> int:
         """Position in its chunk of the frame read last (-1 before the first, or after :meth:`_load_chunk`)."""
         if self._mode != "r" or self._cursor < 0 or self._loaded_chunk() is not None:
             return -1
-        return self._index_or_written().locate(self._cursor)[1]
+        return self._current_index().locate(self._cursor)[1]
 
     def _loaded_chunk(self) -> int | None:
         """The chunk :meth:`_load_chunk` made current, while no frame has been read since."""
@@ -171,7 +178,7 @@ class ReferencePrivates:
 
     def _find_chunks(self, chunk_numbers: Any) -> list[tuple[int, str]]:
         """``(chunk_n, chunk path without extension)`` of the given chunks (all on disk if None)."""
-        listed = sorted(self._list_chunks())
+        listed = sorted(self._backend.list_chunks())
         if chunk_numbers is None:
             return listed
         wanted = {int(n) for n in chunk_numbers}
@@ -179,7 +186,7 @@ class ReferencePrivates:
 
     def _load_chunk(self, n: int) -> None:
         """Make chunk ``n`` current: the next :meth:`get_next_image` returns its first frame."""
-        index = self._index_or_written()
+        index = self._current_index()
         sl = index.chunk_slice(int(n))
         if sl.stop == sl.start:
             raise FrameIndexError(f"chunk {n!r} holds no frames (chunks with frames: {index.chunks})")
@@ -187,7 +194,7 @@ class ReferencePrivates:
         self.__dict__["_chunk_loaded_at"] = (int(n), self._cursor)
 
     def _frame_index_in_chunk(self, chunk_n: int, frame_idx: int) -> int:
-        sl = self._index_or_written().chunk_slice(int(chunk_n))
+        sl = self._current_index().chunk_slice(int(chunk_n))
         if not 0 <= int(frame_idx) < sl.stop - sl.start:
             raise FrameIndexError(f"frame {frame_idx!r} not in chunk {chunk_n} ({sl.stop - sl.start} frames)")
         return sl.start + int(frame_idx)
@@ -195,9 +202,9 @@ class ReferencePrivates:
     def _load_image(self, idx: int) -> tuple[np.ndarray, tuple[int, float]]:
         """Frame ``idx`` of the current chunk as stored (before encoding conversion)."""
         frame_index = self._frame_index_in_chunk(self._chunk_n, idx)
-        index = self._index_or_written()
+        index = self._current_index()
         chunk_n, position = index.locate(frame_index)
-        img = self._read_image(chunk_n, position)
+        img = self._backend.read_frame(chunk_n, position)
         return img, (int(index.frame_number[frame_index]), float(index.frame_time[frame_index]))
 
     def _get_image(self, chunk_n: int | None, frame_idx: int) -> tuple[np.ndarray, tuple[int, float]]:
@@ -214,7 +221,7 @@ class ReferencePrivates:
     def _get_next_framenumber_and_chunk_frame_idx(self) -> tuple[int, int]:
         """``(frame_number, position in its chunk)`` of the next frame; ``EOFError`` at the end."""
         frame_number = self.get_next_framenumber()
-        return frame_number, self._index_or_written().locate(self._cursor + 1)[1]
+        return frame_number, self._current_index().locate(self._cursor + 1)[1]
 
     # ----------------------------------------------------------------- the reference's static helpers
 
@@ -224,10 +231,10 @@ class ReferencePrivates:
         path = os.fspath(path_with_extension)
         extension = os.path.splitext(path)[1]
         if extension == ".npz":
-            with ondisk.atomic_write(path) as f:
+            with LOCAL.atomic_write(path) as f:
                 np.savez(f, **{k: np.asarray(v) for k, v in data_dict.items()})
         elif extension == ".yaml":
-            ondisk.atomic_write_bytes(path, yaml.safe_dump(dict(data_dict)).encode("utf-8"))
+            LOCAL.write_bytes(path, yaml.safe_dump(dict(data_dict)).encode("utf-8"))
         else:
             raise UnsupportedFormatError(f"unknown index format {extension!r} (use .npz or .yaml)")
         return path
@@ -237,16 +244,19 @@ class ReferencePrivates:
         """Delete a chunk's index file; return its path (None if there was none)."""
         path = ondisk.find_index_file(os.fspath(path_without_extension))
         if path is not None:
-            os.unlink(path)
+            LOCAL.remove(path)
         return path
 
     def _readability_check(self, smd_class: str, smd_version: int) -> bool:
         """Raise :class:`MetadataError` (a ``ValueError``) unless this backend reads such a store."""
         readable = {*self.readable_class_names, self.class_name}
+        where = self.__dict__.get("_basedir", "store")
         if smd_class not in readable:
-            raise MetadataError(f"incompatible store, can_read:{sorted(readable)!r} opened:{smd_class!r}")
+            raise MetadataError(f"incompatible store: {where}/{STORE_MD_FILENAME} has class {smd_class!r}; "
+                                f"{type(self).__name__} reads {sorted(readable)}")
         if smd_version != self._version:
-            raise MetadataError(f"incompatible store version {smd_version!r} (supported: {self._version})")
+            raise MetadataError(f"incompatible store version {smd_version!r} in {where}/{STORE_MD_FILENAME} "
+                                f"(supported: {self._version})")
         return True
 
     def _calculate_written_image_shape(self, imgshape: Any, fmt: str) -> tuple[int, ...]:

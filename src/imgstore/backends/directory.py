@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import shutil
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,7 +11,11 @@ from .. import ondisk
 from ..errors import ChunkReadError, InvalidImageError, UnsupportedFormatError
 from ..imageops import check_encoding, encoding_decoder, ensure_color, ensure_grayscale
 from ..ondisk import StoreMetadata
+from ..storage import Storage
 from .base import ImgStore
+from .contract import Backend, ChunkWriter, FrameConverter
+
+__all__ = ["DirectoryBackend", "DirectoryImgStore", "read_image_file"]
 
 #: image formats written through OpenCV and the dtypes each keeps exactly
 _CV2_FORMAT_DTYPES: dict[str, tuple[str, ...]] = {
@@ -25,10 +27,12 @@ _CV2_FORMAT_DTYPES: dict[str, tuple[str, ...]] = {
     "ppm": ("uint8", "uint16"),
 }
 _COLOR_VARIANTS = ("tif", "png", "jpg", "bmp")
+#: JPEG quality when none is given (OpenCV's default)
+_DEFAULT_JPEG_QUALITY = 95
 
 
-class DirectoryImgStore(ImgStore):
-    """A store of image files (``npy``, ``png``, ``jpg``, ``bmp``, ``tif``, ``pgm``, ``ppm``).
+class DirectoryBackend(Backend):
+    """Frames as image files (``npy``, ``png``, ``jpg``, ``bmp``, ``tif``, ``pgm``, ``ppm``).
 
     ``<fmt>+color`` formats convert images from the given ``encoding`` (e.g. a Bayer
     pattern) to BGR when writing and store them as colour without an encoding.
@@ -36,20 +40,24 @@ class DirectoryImgStore(ImgStore):
 
     class_name: ClassVar[str] = "DirectoryImgStore"
     readable_class_names: ClassVar[frozenset[str]] = frozenset({"DirectoryImgStore"})
-    DEFAULT_CHUNKSIZE: ClassVar[int] = 200
+    default_chunksize: ClassVar[int] = 200
 
-    _cv2_fmts: ClassVar[frozenset[str]] = frozenset(
-        list(_CV2_FORMAT_DTYPES) + [f + "+color" for f in _COLOR_VARIANTS])
-    _raw_fmts: ClassVar[frozenset[str]] = frozenset({"npy"})
-    _write_encoding: str | None = None
-    _jpeg_quality: int = 95
+    def __init__(self, storage: Storage, basedir: str, mode: str) -> None:
+        super().__init__(storage, basedir, mode)
+        self._write_encoding: str | None = None
+        self._jpeg_quality = _DEFAULT_JPEG_QUALITY
+        self._color = False
+        self.extension = ""
 
     # ------------------------------------------------------------------ formats
 
     @classmethod
     def supported_formats(cls) -> list[str]:
-        """The directory formats."""
         return ["npy", *sorted(_CV2_FORMAT_DTYPES), *(f + "+color" for f in _COLOR_VARIANTS)]
+
+    @classmethod
+    def write_options(cls, fmt: str) -> frozenset[str]:
+        return frozenset({"quality"}) if fmt.replace("+color", "") == "jpg" else frozenset()
 
     @classmethod
     def format_dtypes(cls, fmt: str) -> tuple[str, ...] | None:
@@ -57,8 +65,8 @@ class DirectoryImgStore(ImgStore):
         base = fmt.replace("+color", "")
         return None if base == "npy" else _CV2_FORMAT_DTYPES[base]
 
-    def _prepare_write(self, fmt: str, imgshape: tuple[int, ...], imgdtype: np.dtype, encoding: str | None,
-                       options: dict[str, Any]) -> StoreMetadata:
+    def prepare_write(self, fmt: str, imgshape: tuple[int, ...], imgdtype: np.dtype, encoding: str | None,
+                      options: dict[str, Any]) -> StoreMetadata:
         if fmt not in self.supported_formats():
             raise UnsupportedFormatError(
                 f"format {fmt!r} is not a directory format; choose from {self.supported_formats()}")
@@ -68,7 +76,7 @@ class DirectoryImgStore(ImgStore):
                                          f"(supported: {list(allowed)}; use 'npy' for any dtype)")
         if imgdtype.kind not in "uif" or imgdtype.itemsize > 8:
             raise UnsupportedFormatError(f"dtype {imgdtype.name} is not an image dtype")
-        self._jpeg_quality = int(options.pop("quality", 95))
+        self._jpeg_quality = int(options.pop("quality", _DEFAULT_JPEG_QUALITY))
         self._write_encoding = None
         store_shape = imgshape
         store_encoding = check_encoding(encoding)
@@ -80,51 +88,46 @@ class DirectoryImgStore(ImgStore):
             store_shape = (imgshape[0], imgshape[1], 3)
         return StoreMetadata.new(self.class_name, base, 1, store_shape, imgdtype.name, store_encoding)
 
-    def _write_encoder(self):
-        if self._write_encoding:
-            return encoding_decoder(self._write_encoding)
-        return super()._write_encoder()
+    def input_converter(self) -> FrameConverter | None:
+        return encoding_decoder(self._write_encoding) if self._write_encoding else None
 
-    def _configure(self) -> None:
-        smd = self._smd
+    def configure(self, smd: StoreMetadata) -> None:
         if smd.format not in ("npy", *_CV2_FORMAT_DTYPES):
-            raise UnsupportedFormatError(f"{self._metadata_path()}: unknown directory format {smd.format!r}")
+            raise UnsupportedFormatError(f"{self.storage.join(self.basedir, ondisk.STORE_MD_FILENAME)}: unknown "
+                                         f"directory format {smd.format!r}")
+        super().configure(smd)
         shape = tuple(smd.imgshape)
         self._color = len(shape) == 3 and shape[-1] == 3
-        self._ext = "." + smd.format
-        self._chunk_dir = ""
+        self.extension = "." + smd.format
 
     # ------------------------------------------------------------------ layout
 
-    def _chunk_base(self, chunk_n: int) -> str:
-        return os.path.join(self._basedir, ondisk.chunk_name(chunk_n), "index")
+    def chunk_base(self, chunk_n: int) -> str:
+        return self.storage.join(self.payload_path(chunk_n), "index")
 
-    def _list_chunks(self) -> list[tuple[int, str]]:
+    def list_chunks(self) -> list[tuple[int, str]]:
         out = []
-        with os.scandir(self._basedir) as it:
-            for entry in it:
-                n = ondisk.parse_chunk_name(entry.name)
-                # frames are read from chunk_name(n): a folder named otherwise ('2024') is no chunk
-                if n is not None and entry.name == ondisk.chunk_name(n) and entry.is_dir():
-                    out.append((n, os.path.join(entry.path, "index")))
+        for entry in self.storage.list_dir(self.basedir):
+            n = ondisk.parse_chunk_name(entry.name)
+            # frames are read from chunk_name(n): a folder named otherwise ('2024') is no chunk
+            if n is not None and entry.name == ondisk.chunk_name(n) and entry.is_dir:
+                out.append((n, self.storage.join(self.basedir, entry.name, "index")))
         return out
 
-    def _frame_path(self, chunk_n: int, position: int) -> str:
-        return os.path.join(self._basedir, ondisk.chunk_name(chunk_n), "%06d%s" % (position, self._ext))
+    def frame_path(self, chunk_n: int, position: int) -> str:
+        """The file of the frame at ``position`` in chunk ``chunk_n``."""
+        return self.storage.join(self.payload_path(chunk_n), "%06d%s" % (position, self.extension))
 
     # ------------------------------------------------------------------ writing
 
-    def _open_write_chunk(self, chunk_n: int) -> None:
-        self._chunk_dir = os.path.join(self._basedir, ondisk.chunk_name(chunk_n))
-        try:
-            os.makedirs(self._chunk_dir, exist_ok=True)
-        except OSError as exc:
-            raise ondisk.StoreWriteError(exc.errno, f"could not create chunk folder {self._chunk_dir}: "
-                                                    f"{exc.strerror}") from exc
-        self._chunk_pos = 0
+    def open_chunk_writer(self, chunk_n: int) -> ChunkWriter:
+        folder = self.payload_path(chunk_n)
+        self.storage.makedirs(folder)
+        return _FrameFileWriter(self, chunk_n)
 
-    def _encode_file(self, img: np.ndarray) -> bytes:
-        fmt = self._smd.format
+    def encode_frame(self, img: np.ndarray) -> bytes:
+        """The bytes of one frame file."""
+        fmt = self.metadata.format
         if fmt == "npy":
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(img), allow_pickle=False)
@@ -136,96 +139,117 @@ class DirectoryImgStore(ImgStore):
         elif fmt == "pgm":
             img = ensure_grayscale(img)
         params = [int(cv2.IMWRITE_JPEG_QUALITY), self._jpeg_quality] if fmt == "jpg" else []
-        ok, data = cv2.imencode(self._ext, img, params)
+        ok, data = cv2.imencode(self.extension, img, params)
         if not ok:
             raise InvalidImageError(f"OpenCV could not encode a {img.dtype} {img.shape} image as {fmt}")
         return data.tobytes()
 
-    def _write_image(self, img: np.ndarray, frame_number: int, frame_time: float) -> None:
-        # written atomically so the journal never points at half a frame
-        path = os.path.join(self._chunk_dir, "%06d%s" % (self._chunk_pos, self._ext))
-        ondisk.atomic_write_bytes(path, self._encode_file(img))
-        self._chunk_pos += 1
-        return None
+    def remove_chunk_payload(self, chunk_n: int) -> None:
+        self.storage.remove_tree(self.payload_path(chunk_n))
 
-    def _close_write_chunk(self, n_frames: int) -> None:
-        return None
+    # ------------------------------------------------------------------ recovery
 
-    def _remove_chunk_payload(self, chunk_n: int) -> None:
-        shutil.rmtree(os.path.join(self._basedir, ondisk.chunk_name(chunk_n)), ignore_errors=True)
-
-    def _recover_chunk(self, chunk_n: int, table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def recover_chunk(self, chunk_n: int, table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(table["frame_number"])
         for i in range(n):
-            if not os.path.exists(self._frame_path(chunk_n, i)):
+            if not self.storage.exists(self.frame_path(chunk_n, i)):
                 n = i
                 break
         return {k: v[:n] for k, v in table.items()}
 
-    def _chunk_has_payload(self, chunk_n: int) -> bool:
+    def chunk_has_payload(self, chunk_n: int) -> bool:
         # frame files are '<position><ext>'; '.partial' leftovers of an interrupted write are not frames
         try:
-            with os.scandir(os.path.join(self._basedir, ondisk.chunk_name(chunk_n))) as it:
-                return any(e.name.endswith(self._ext) for e in it)
+            return any(e.name.endswith(self.extension) for e in self.storage.list_dir(self.payload_path(chunk_n)))
         except OSError:
             return True  # cannot tell: let the caller report the chunk
 
     # ------------------------------------------------------------------ reading
 
-    def _read_image(self, chunk_n: int, position: int) -> np.ndarray:
-        path = self._frame_path(chunk_n, position)
-        img = read_image_file(path, self._smd.format, self._color, self._smd.imgdtype)
-        shape = tuple(self._smd.imgshape)
+    def read_frame(self, chunk_n: int, position: int) -> np.ndarray:
+        smd = self.metadata
+        path = self.frame_path(chunk_n, position)
+        img = read_image_file(self.storage, path, smd.format, self._color, smd.imgdtype)
+        shape = tuple(smd.imgshape)
         # a frame file of another shape or dtype (a colour .npy in a grey store...) is not this
         # store's frame: say so rather than return it
         if img.shape != shape and not (shape[-1] == 1 and img.shape == shape[:-1]):
             raise ChunkReadError(f"frame file {path} has shape {img.shape}, the store says {shape}")
-        if img.dtype != np.dtype(self._smd.imgdtype):
-            raise ChunkReadError(f"frame file {path} has dtype {img.dtype}, the store says {self._smd.imgdtype}")
+        if img.dtype != np.dtype(smd.imgdtype):
+            raise ChunkReadError(f"frame file {path} has dtype {img.dtype}, the store says {smd.imgdtype}")
         return img
 
     @classmethod
-    def _extract_only_frame(cls, basedir: str, chunk_n: int, frame_n: int, smd: StoreMetadata) -> np.ndarray:
+    def extract_only_frame(cls, storage: Storage, basedir: str, chunk_n: int, frame_n: int,
+                           smd: StoreMetadata) -> np.ndarray:
         shape = tuple(smd.imgshape)
-        path = os.path.join(basedir, ondisk.chunk_name(chunk_n), "%06d.%s" % (frame_n, smd.format))
-        return read_image_file(path, smd.format, len(shape) == 3 and shape[-1] == 3, smd.imgdtype)
-
-    @staticmethod
-    def _open_image(path: str, format: str, color: bool) -> np.ndarray:  # noqa: A002 - the reference's name
-        """Read one frame file (imgstore 0.4's helper)."""
-        return read_image_file(path, format, color)
+        path = storage.join(basedir, ondisk.chunk_name(chunk_n), "%06d.%s" % (frame_n, smd.format))
+        return read_image_file(storage, path, smd.format, len(shape) == 3 and shape[-1] == 3, smd.imgdtype)
 
     @property
     def lossless(self) -> bool:
         """False only for jpg."""
-        return self._smd.format != "jpg"
+        return self.metadata.format != "jpg"
 
 
-def read_image_file(path: str, fmt: str, color: bool, dtype: str = "uint8") -> np.ndarray:
+class _FrameFileWriter(ChunkWriter):
+    """Writes one chunk's frame files, each atomically so the journal never points at half a frame."""
+
+    def __init__(self, backend: DirectoryBackend, chunk_n: int) -> None:
+        self._backend = backend
+        self._chunk_n = chunk_n
+        self._position = 0
+
+    def write(self, img: np.ndarray, frame_number: int, frame_time: float) -> None:
+        backend = self._backend
+        backend.storage.write_bytes(backend.frame_path(self._chunk_n, self._position), backend.encode_frame(img))
+        self._position += 1
+
+    def close(self) -> None:
+        return None
+
+
+def read_image_file(storage: Storage, path: str, fmt: str, color: bool, dtype: str = "uint8") -> np.ndarray:
     """Read one frame file, raising :class:`ChunkReadError` if it is missing or damaged."""
-    if fmt == "npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise ChunkReadError(f"frame file {path} is missing") from None
-        except (ValueError, OSError, EOFError) as exc:
-            raise ChunkReadError(f"frame file {path} is damaged ({exc})") from None
-    import cv2
-
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = storage.read_bytes(path)
     except FileNotFoundError:
         raise ChunkReadError(f"frame file {path} is missing") from None
     except OSError as exc:
         raise ChunkReadError(f"frame file {path} unreadable ({exc.strerror})") from None
+    if fmt == "npy":
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ChunkReadError(f"frame file {path} is damaged ({exc})") from None
+    import cv2
+
     if dtype == "uint8":
         flags = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE
     else:
         # keep 16-bit/float data: the reference's flags silently reduce it to uint8
         flags = cv2.IMREAD_UNCHANGED
-    img = cv2.imdecode(data, flags) if data.size else None
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
     if img is None:
         raise ChunkReadError(f"frame file {path} is damaged (cannot be decoded as {fmt})")
     if dtype != "uint8":
         img = ensure_color(img) if color else ensure_grayscale(img)
     return img
+
+
+class DirectoryImgStore(ImgStore):
+    """A store of image files, one folder per chunk (see :class:`DirectoryBackend`)."""
+
+    backend_class = DirectoryBackend
+
+    @classmethod
+    def format_dtypes(cls, fmt: str) -> tuple[str, ...] | None:
+        """dtypes ``fmt`` stores exactly (None: any)."""
+        return DirectoryBackend.format_dtypes(fmt)
+
+    @staticmethod
+    def _open_image(path: str, format: str, color: bool) -> np.ndarray:  # noqa: A002 - the reference's name
+        """Read one frame file (imgstore 0.4's helper)."""
+        from ..storage import LOCAL
+
+        return read_image_file(LOCAL, path, format, color)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
-import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -13,39 +11,51 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import ondisk
-from ..errors import ChunkReadError, InvalidFrameMetadataError, UnsupportedFormatError
-from ..frame_index import FrameIndex
+from ..errors import ChunkReadError, ImgStoreWarning, InvalidFrameMetadataError, UnsupportedFormatError
 from ..ondisk import StoreMetadata
-from .base import ImgStore, ImgStoreWarning
+from ..storage import Storage
+from .base import ImgStore
+from .contract import Backend, ChunkWriter
+
+__all__ = ["VideoBackend", "VideoImgStore"]
 
 #: the reference's aliases
 _FORMAT_ALIASES = {"mjpeg": "mjpeg/avi"}
-#: formats of stores written by Motif recorders (read only), by codec family
-_MOTIF_FORMAT_PREFIXES = ("libx264", "h264", "nvenc-", "libx265", "hevc", "mjpeg")
+#: writing options of the video formats
+_WRITE_OPTIONS = frozenset({"fps", "quality", "bitrate", "keyframe_interval", "pix_fmt"})
 #: open chunk readers kept per store: random access over several chunks keeps each chunk's
 #: decoders (and their positions) instead of reopening (measured: 123 -> 219 reads/s at GOP 250)
 _MAX_OPEN_READERS = 6
 
 
 def _pyav():
+    # PyAV is imported on first use, so that ``import imgstore`` stays fast
     from . import pyav as module
 
     return module
 
 
-class VideoImgStore(ImgStore):
-    """A store of video chunks (``mjpeg/avi``, ``h264/mkv``, ``avc1/mp4``, ``ffv1/mkv``...).
+class VideoBackend(Backend):
+    """Frames as video chunks (``mjpeg/avi``, ``h264/mkv``, ``avc1/mp4``, ``ffv1/mkv``...).
 
-    Writing options (all optional): ``fps`` (default: 25, or estimated from frame times
-    when the writer is closed... the container needs it up front, so give it when you know
-    it), ``quality`` (crf for x264/x265, q for mjpeg), ``bitrate``, ``keyframe_interval``
-    and ``pix_fmt``.
+    Writing options (all optional): ``fps`` (default: estimated from the frame times of
+    the previous chunk, else 25), ``quality`` (crf for x264/x265, q for mjpeg),
+    ``bitrate``, ``keyframe_interval`` and ``pix_fmt``.
     """
 
     class_name: ClassVar[str] = "VideoImgStore"
     readable_class_names: ClassVar[frozenset[str]] = frozenset({"VideoImgStore", "VideoImgStoreFFMPEG"})
-    DEFAULT_CHUNKSIZE: ClassVar[int] = 10000
+    default_chunksize: ClassVar[int] = 10000
     journal_fields: ClassVar[tuple[tuple[str, str], ...]] = (("pts", "<i8"),)
+
+    def __init__(self, storage: Storage, basedir: str, mode: str) -> None:
+        super().__init__(storage, basedir, mode)
+        self.extension = ""
+        self._color = False
+        self._writer_options: dict[str, Any] = {}
+        self._readers: collections.OrderedDict[int, Any] = collections.OrderedDict()
+        # frame times of the latest frames written, for estimated_fps()
+        self._recent_times: collections.deque[float] = collections.deque(maxlen=200)
 
     # ------------------------------------------------------------------ formats
 
@@ -60,8 +70,12 @@ class VideoImgStore(ImgStore):
         """True for a supported format or one of its aliases (``'mjpeg'``)."""
         return _FORMAT_ALIASES.get(fmt, fmt) in cls.supported_formats()
 
-    def _prepare_write(self, fmt: str, imgshape: tuple[int, ...], imgdtype: np.dtype, encoding: str | None,
-                       options: dict[str, Any]) -> StoreMetadata:
+    @classmethod
+    def write_options(cls, fmt: str) -> frozenset[str]:
+        return _WRITE_OPTIONS
+
+    def prepare_write(self, fmt: str, imgshape: tuple[int, ...], imgdtype: np.dtype, encoding: str | None,
+                      options: dict[str, Any]) -> StoreMetadata:
         fmt = _FORMAT_ALIASES.get(fmt, fmt)
         pyav = _pyav()
         if fmt not in self.supported_formats():
@@ -72,8 +86,7 @@ class VideoImgStore(ImgStore):
             raise UnsupportedFormatError(f"video format {fmt!r} stores uint8 images, not {imgdtype.name} "
                                          f"(use 'npy', 'png' or 'tif' for 16-bit)")
         color = len(imgshape) == 3 and imgshape[2] == 3
-        self._writer_options = {k: options.pop(k) for k in ("fps", "quality", "bitrate", "keyframe_interval",
-                                                             "pix_fmt") if k in options}
+        self._writer_options = {k: options.pop(k) for k in sorted(_WRITE_OPTIONS) if k in options}
         fps = self._writer_options.get("fps")
         if fps is not None and not (ondisk.is_finite_number(fps) and float(fps) > 0):
             raise InvalidFrameMetadataError(f"fps {fps!r} must be a positive number")
@@ -84,106 +97,101 @@ class VideoImgStore(ImgStore):
             # (the reference instead cropped frames to even sizes and said nothing)
             smd.other["odd_size_padded"] = True
         if self._writer_options:
-            smd.other["video_options"] = {k: v for k, v in self._writer_options.items()}
+            smd.other["video_options"] = dict(self._writer_options)
         return smd
 
-    def _configure_append(self, options: dict[str, Any]) -> None:
-        self._writer_options = dict(self._smd.other.get("video_options") or {})
-        for k in ("fps", "quality", "bitrate", "keyframe_interval", "pix_fmt"):
+    def configure_append(self, options: dict[str, Any]) -> None:
+        self._writer_options = dict(self.metadata.other.get("video_options") or {})
+        for k in sorted(_WRITE_OPTIONS):
             if k in options:
                 self._writer_options[k] = options.pop(k)
-        super()._configure_append(options)
 
-    def _configure(self) -> None:
-        smd = self._smd
+    def configure(self, smd: StoreMetadata) -> None:
+        super().configure(smd)
         if smd.extension:
-            self._ext = smd.extension if smd.extension.startswith(".") else "." + smd.extension
+            self.extension = smd.extension if smd.extension.startswith(".") else "." + smd.extension
         else:
             # stores from before the 'extension' key: mjpeg wrote .avi, everything else .mp4
-            self._ext = ".avi" if smd.format == "mjpeg" else ".mp4"
+            self.extension = ".avi" if smd.format == "mjpeg" else ".mp4"
         shape = tuple(smd.imgshape)
         self._color = len(shape) == 3 and shape[-1] == 3
-        if (shape[0] % 2 or shape[1] % 2) and not smd.other.get("odd_size_padded") and self._mode == "r":
+        if (shape[0] % 2 or shape[1] % 2) and not smd.other.get("odd_size_padded") and self.mode == "r":
             self._check_odd_shape(shape)
-        self._readers: collections.OrderedDict[int, Any] = collections.OrderedDict()
-        self._writer = None
-        # frame times of the latest frames written, for estimated_fps()
-        self._recent_times: collections.deque[float] = collections.deque(maxlen=200)
-        if self._mode == "r":
+        if self.mode == "r":
             _pyav()  # import PyAV now, not on the first frame read (~50 ms)
 
     def _check_odd_shape(self, shape: tuple[int, ...]) -> None:
         # the reference recorded odd sizes in metadata but wrote frames cut to even: believe the file
         import av
 
-        chunks = sorted(self._list_chunks())
+        chunks = sorted(self.list_chunks())
         if not chunks:
             return
+        path = self.storage.local_path(self.payload_path(chunks[0][0]))
         try:
-            with av.open(self._video_path(chunks[0][0])) as container:
+            with av.open(path if path is not None else self.storage.open_read(self.payload_path(chunks[0][0]))) \
+                    as container:
                 stream = container.streams.video[0]
                 size = (stream.codec_context.height, stream.codec_context.width)
         except Exception:  # an unreadable chunk is reported when it is read
             return
         even = (shape[0] & -2, shape[1] & -2)
         if size == even:
-            warnings.warn(f"{self._basedir}: store records image shape {shape} but its video holds "
+            warnings.warn(f"{self.basedir}: store records image shape {shape} but its video holds "
                           f"{even[0]}x{even[1]} frames (written by imgstore 0.4); reading them as such",
-                          ImgStoreWarning, stacklevel=5)
-            self._smd.imgshape = (*even, *shape[2:])
+                          ImgStoreWarning, stacklevel=6)
+            self.metadata.imgshape = (*even, *shape[2:])
 
     # ------------------------------------------------------------------ layout
 
-    def _chunk_base(self, chunk_n: int) -> str:
-        return os.path.join(self._basedir, ondisk.chunk_name(chunk_n))
+    def chunk_base(self, chunk_n: int) -> str:
+        return self.storage.join(self.basedir, ondisk.chunk_name(chunk_n))
 
-    def _video_path(self, chunk_n: int) -> str:
-        return self._chunk_base(chunk_n) + self._ext
+    def payload_path(self, chunk_n: int) -> str:
+        return self.chunk_base(chunk_n) + self.extension
 
-    _chunk_payload_path = _video_path
+    def _local_payload(self, chunk_n: int) -> str:
+        path = self.payload_path(chunk_n)
+        local = self.storage.local_path(path)
+        if local is None:
+            raise UnsupportedFormatError(f"{path}: video chunks are read from local files only")
+        return local
 
-    @property
-    def _capfn(self) -> str | None:
-        """imgstore 0.4's name for the video file in use: the chunk being written, or last read."""
-        if self._mode != "r":
-            return self._video_path(self._chunk_n)
-        return self._video_path(self._chunk_n) if self._cursor >= 0 else None
-
-    def _list_chunks(self) -> list[tuple[int, str]]:
+    def list_chunks(self) -> list[tuple[int, str]]:
         out = []
-        with os.scandir(self._basedir) as it:
-            for entry in it:
-                stem, ext = os.path.splitext(entry.name)
-                n = ondisk.parse_chunk_name(stem)
-                if n is not None and ext == self._ext and entry.is_file():
-                    out.append((n, os.path.join(self._basedir, stem)))
+        for entry in self.storage.list_dir(self.basedir):
+            stem, ext = os.path.splitext(entry.name)
+            n = ondisk.parse_chunk_name(stem)
+            if n is not None and ext == self.extension and entry.is_file:
+                out.append((n, self.storage.join(self.basedir, stem)))
         return out
 
-    def _load_index(self):
-        index = super()._load_index()
+    def layout_problems(self) -> dict[int, str]:
         # chunks are found by their video files: an index whose video is gone would go unnoticed
-        videos = {n for n, _ in self._list_chunks()}
-        with os.scandir(self._basedir) as it:
-            for entry in it:
-                stem, ext = os.path.splitext(entry.name)
-                n = ondisk.parse_chunk_name(stem)
-                if n is not None and ext in ondisk.INDEX_SUFFIXES and n not in videos:
-                    self._skip_chunk(n, f"index {entry.name} has no video file {stem}{self._ext}")
-        return index
+        videos = {n for n, _ in self.list_chunks()}
+        problems = {}
+        for entry in self.storage.list_dir(self.basedir):
+            stem, ext = os.path.splitext(entry.name)
+            n = ondisk.parse_chunk_name(stem)
+            if n is not None and ext in ondisk.INDEX_SUFFIXES and n not in videos:
+                problems[n] = f"index {entry.name} has no video file {stem}{self.extension}"
+        return problems
 
     # ------------------------------------------------------------------ writing
 
-    def _resume_after(self, index: FrameIndex) -> None:
+    def resume_after(self, frame_times: np.ndarray) -> None:
         # appended chunks get the rate the recording had, not the default
-        self._recent_times.extend(index.frame_time[-self._recent_times.maxlen:].tolist())
+        maxlen = self._recent_times.maxlen or 0
+        self._recent_times.extend(np.asarray(frame_times)[-maxlen:].tolist())
 
-    def _open_write_chunk(self, chunk_n: int) -> None:
-        h, w = self._smd.imgshape[:2]
+    def open_chunk_writer(self, chunk_n: int) -> ChunkWriter:
+        h, w = self.metadata.imgshape[:2]
         options = dict(self._writer_options)
         if "fps" not in options:
             options["fps"] = self.estimated_fps()
-        self._writer = _pyav().VideoChunkWriter(
-            self._video_path(chunk_n), self._smd.format, height=h, width=w, color=self._color, **options)
+        writer = _pyav().VideoChunkWriter(self._local_payload(chunk_n), self.metadata.format, height=h, width=w,
+                                          color=self._color, **options)
+        return _VideoChunkWriter(self, writer)
 
     def estimated_fps(self) -> float:
         """Frame rate for the next chunk when none was given: from recent frame times, else 25.
@@ -196,33 +204,142 @@ class VideoImgStore(ImgStore):
             step = float(np.median(np.diff(times)))
             if step > 0:
                 return float(min(max(1.0 / step, 0.1), 1000.0))
-        return _pyav().DEFAULT_FPS
+        return float(_pyav().DEFAULT_FPS)
 
-    def _write_image(self, img: np.ndarray, frame_number: int, frame_time: float) -> dict[str, Any]:
-        pts = self._writer.write(img, frame_time=frame_time)
+    def note_frame_time(self, frame_time: float) -> None:
+        """Remember a written frame's time (for :meth:`estimated_fps`)."""
         self._recent_times.append(frame_time)
-        return {"pts": pts}
 
-    def _close_write_chunk(self, n_frames: int) -> dict[str, np.ndarray] | None:
-        writer, self._writer = self._writer, None
-        if writer is None:
-            return None
-        return writer.close()
+    def remove_chunk_payload(self, chunk_n: int) -> None:
+        self.storage.remove(self.payload_path(chunk_n))
 
-    def _remove_chunk_payload(self, chunk_n: int) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._video_path(chunk_n))
+    def inspect_payload(self, source: str, n_frames: int) -> Mapping[str, np.ndarray]:
+        if not os.fspath(source).endswith(self.extension):
+            raise UnsupportedFormatError(f"{source} must have the store's extension {self.extension}")
+        table = _pyav().build_frame_table(os.fspath(source))
+        if len(table["pts"]) != n_frames:
+            raise InvalidFrameMetadataError(
+                f"{source} holds {len(table['pts'])} frames but {n_frames} frame_numbers were given")
+        return table
 
-    def _recover_chunk(self, chunk_n: int, table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def adopt_payload(self, source: str, chunk_n: int, move: bool) -> None:
+        self.storage.adopt_file(os.fspath(source), self.payload_path(chunk_n), move=move)
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover_chunk(self, chunk_n: int, table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # the encoder may not have flushed the last journaled frames into the file
+        path = self.payload_path(chunk_n)
         try:
-            on_disk = _pyav().build_frame_table(self._video_path(chunk_n))
+            on_disk = _pyav().build_frame_table(self._local_payload(chunk_n))
         except Exception as exc:  # a file cut before its header is unreadable
-            raise ChunkReadError(f"{self._video_path(chunk_n)}: unreadable after a crash ({exc})") from None
+            raise ChunkReadError(f"{path}: unreadable after a crash ({exc})") from None
         n = min(len(table["frame_number"]), len(on_disk["pts"]))
         # the file's own timestamps: journaled ones may differ by a muxer shift (MP4)
         return {"frame_number": table["frame_number"][:n], "frame_time": table["frame_time"][:n],
                 "pts": on_disk["pts"][:n], "keyframe": on_disk["keyframe"][:n]}
+
+    # ------------------------------------------------------------------ reading
+
+    def _reader(self, chunk_n: int) -> Any:
+        reader = self._readers.get(chunk_n)
+        if reader is not None:
+            self._readers.move_to_end(chunk_n)
+            return reader
+        base = self.chunk_base(chunk_n)
+        table = None
+        index_path = ondisk.find_index_file(base, storage=self.storage)
+        if index_path is not None:
+            saved = ondisk.read_chunk_index(index_path, ("frame_number", "frame_time", "pts", "keyframe"),
+                                            storage=self.storage)
+            if "pts" in saved and "keyframe" in saved and len(saved["pts"]) == len(saved["frame_number"]):
+                table = {"pts": saved["pts"], "keyframe": saved["keyframe"].astype(bool)}
+        h, w = self.metadata.imgshape[:2]
+        path = self._local_payload(chunk_n)
+        try:
+            reader = _pyav().VideoChunkReader(path, color=self._color, height=h, width=w, frame_table=table)
+        except ChunkReadError:
+            raise
+        except Exception as exc:
+            raise ChunkReadError(f"cannot open video chunk {path}: {exc}") from None
+        self._readers[chunk_n] = reader
+        while len(self._readers) > _MAX_OPEN_READERS:
+            _, old = self._readers.popitem(last=False)
+            old.close()
+        return reader
+
+    def read_frame(self, chunk_n: int, position: int) -> np.ndarray:
+        return self._reader(chunk_n).read(position)
+
+    def close_readers(self) -> None:
+        while self._readers:
+            _, reader = self._readers.popitem()
+            reader.close()
+
+    @classmethod
+    def extract_only_frame(cls, storage: Storage, basedir: str, chunk_n: int, frame_n: int,
+                           smd: StoreMetadata) -> np.ndarray:
+        ext = smd.extension or (".avi" if smd.format == "mjpeg" else ".mp4")
+        shape = tuple(smd.imgshape)
+        path = storage.join(basedir, ondisk.chunk_name(chunk_n) + ext)
+        local = storage.local_path(path)
+        if local is None or not storage.exists(path):
+            raise ChunkReadError(f"video chunk {path} is missing")
+        reader = _pyav().VideoChunkReader(local, color=len(shape) == 3 and shape[-1] == 3,
+                                          height=shape[0], width=shape[1], frame_table=None)
+        try:
+            return reader.read(frame_n)
+        finally:
+            reader.close()
+
+    @property
+    def lossless(self) -> bool:
+        """True for the lossless codecs (ffv1, lossless H.264)."""
+        spec = _pyav().VIDEO_FORMATS.get(self.metadata.format)
+        return bool(spec and spec.lossless)
+
+
+class _VideoChunkWriter(ChunkWriter):
+    """One chunk's video file (a :class:`~imgstore.backends.pyav.VideoChunkWriter`)."""
+
+    def __init__(self, backend: VideoBackend, writer: Any) -> None:
+        self._backend = backend
+        self._writer = writer
+
+    def write(self, img: np.ndarray, frame_number: int, frame_time: float) -> dict[str, Any]:
+        pts = self._writer.write(img, frame_time=frame_time)
+        self._backend.note_frame_time(frame_time)
+        return {"pts": pts}
+
+    def close(self) -> dict[str, np.ndarray]:
+        return self._writer.close()
+
+
+class VideoImgStore(ImgStore):
+    """A store of video chunks, one file per chunk (see :class:`VideoBackend`)."""
+
+    backend_class = VideoBackend
+
+    def estimated_fps(self) -> float:
+        """The frame rate the next chunk will be encoded at when no ``fps`` was given."""
+        backend = self._backend
+        assert isinstance(backend, VideoBackend)
+        return backend.estimated_fps()
+
+    @staticmethod
+    def _get_chunk_extension(metadata: Mapping[str, Any]) -> str:
+        """The chunk file extension a ``__store`` mapping implies (imgstore 0.4's helper)."""
+        if metadata.get("extension"):
+            return str(metadata["extension"])
+        # stores from before the 'extension' key: mjpeg wrote .avi, everything else (Motif) .mp4
+        return ".avi" if metadata.get("format") == "mjpeg" else ".mp4"
+
+    @property
+    def _capfn(self) -> str | None:
+        """imgstore 0.4's name for the video file in use: the chunk being written, or read last."""
+        if self._mode == "r" and self._cursor < 0:
+            return None
+        return self._backend.payload_path(self._chunk_n)
 
     def insert_chunk(self, video_path: str, frame_numbers: Sequence[int], frame_times: Sequence[float],
                      move: bool = True) -> None:
@@ -237,105 +354,6 @@ class VideoImgStore(ImgStore):
         move
             Move the file into the store (else copy it).
         """
-        self._require_mode("w", "insert_chunk")
-        if len(frame_numbers) != len(frame_times):
-            raise InvalidFrameMetadataError(
-                f"{len(frame_numbers)} frame_numbers but {len(frame_times)} frame_times")
-        if not os.fspath(video_path).endswith(self._ext):
-            raise UnsupportedFormatError(f"{video_path} must have the store's extension {self._ext}")
-        checked = [self._check_frame_metadata(fn, ft) for fn, ft in zip(frame_numbers, frame_times)]
-        table = _pyav().build_frame_table(os.fspath(video_path))
-        if len(table["pts"]) != len(checked):
-            raise InvalidFrameMetadataError(
-                f"{video_path} holds {len(table['pts'])} frames but {len(checked)} frame_numbers were given")
-        # the open (possibly empty) chunk is closed first so the adopted file gets the next number
-        self._finish_chunk(last=True)
-        chunk_n = self._write_chunk_n if self._write_chunk_n not in self._chunks_closed else self._write_chunk_n + 1
-        dest = self._video_path(chunk_n)
-        (shutil.move if move else shutil.copyfile)(os.fspath(video_path), dest)
-        fn = np.array([c[0] for c in checked], dtype=np.int64)
-        ft = np.array([c[1] for c in checked], dtype=np.float64)
-        ondisk.write_chunk_index(self._chunk_base(chunk_n), {"frame_number": fn, "frame_time": ft, **table},
-                                 self._smd)
-        self._chunks_closed.append(chunk_n)
-        if len(fn):
-            if self._frame_count == 0:
-                self._t0 = float(ft[0])
-                self._frame_min = self._frame_max = int(fn[0])
-            self._frame_min = min(self._frame_min, int(fn.min()))
-            self._frame_max = max(self._frame_max, int(fn.max()))
-            self._tN = float(ft[-1])
-            self._frame_count += len(fn)
-        self._open_chunk(chunk_n + 1)
-
-    # ------------------------------------------------------------------ reading
-
-    def _reader(self, chunk_n: int):
-        reader = self._readers.get(chunk_n)
-        if reader is not None:
-            self._readers.move_to_end(chunk_n)
-            return reader
-        base = self._chunk_base(chunk_n)
-        table = None
-        index_path = ondisk.find_index_file(base)
-        if index_path is not None:
-            saved = ondisk.read_chunk_index(index_path, ("frame_number", "frame_time", "pts", "keyframe"))
-            if "pts" in saved and "keyframe" in saved and len(saved["pts"]) == len(saved["frame_number"]):
-                table = {"pts": saved["pts"], "keyframe": saved["keyframe"].astype(bool)}
-        h, w = self._smd.imgshape[:2]
-        try:
-            reader = _pyav().VideoChunkReader(self._video_path(chunk_n), color=self._color, height=h, width=w,
-                                              frame_table=table)
-        except ChunkReadError:
-            raise
-        except Exception as exc:
-            raise ChunkReadError(f"cannot open video chunk {self._video_path(chunk_n)}: {exc}") from None
-        self._readers[chunk_n] = reader
-        while len(self._readers) > _MAX_OPEN_READERS:
-            _, old = self._readers.popitem(last=False)
-            old.close()
-        return reader
-
-    def _read_image(self, chunk_n: int, position: int) -> np.ndarray:
-        return self._reader(chunk_n).read(position)
-
-    def _close_readers(self) -> None:
-        while self._readers:
-            _, reader = self._readers.popitem()
-            reader.close()
-
-    @staticmethod
-    def _get_chunk_extension(metadata: Mapping[str, Any]) -> str:
-        """The chunk file extension a ``__store`` mapping implies (imgstore 0.4's helper)."""
-        if metadata.get("extension"):
-            return str(metadata["extension"])
-        # stores from before the 'extension' key: mjpeg wrote .avi, everything else (Motif) .mp4
-        return ".avi" if metadata.get("format") == "mjpeg" else ".mp4"
-
-    @classmethod
-    def _extract_only_frame(cls, basedir: str, chunk_n: int, frame_n: int, smd: StoreMetadata) -> np.ndarray:
-        ext = smd.extension or (".avi" if smd.format == "mjpeg" else ".mp4")
-        shape = tuple(smd.imgshape)
-        path = os.path.join(basedir, ondisk.chunk_name(chunk_n) + ext)
-        if not os.path.exists(path):
-            raise ChunkReadError(f"video chunk {path} is missing")
-        reader = _pyav().VideoChunkReader(path, color=len(shape) == 3 and shape[-1] == 3,
-                                          height=shape[0], width=shape[1], frame_table=None)
-        try:
-            return reader.read(frame_n)
-        finally:
-            reader.close()
-
-    @property
-    def lossless(self) -> bool:
-        """True for the lossless codecs (ffv1, lossless H.264)."""
-        spec = _pyav().VIDEO_FORMATS.get(self._smd.format)
-        return bool(spec and spec.lossless)
-
-    def close(self, save_index: bool = False) -> None:
-        """Finish writing (or release decoders)."""
-        try:
-            super().close(save_index=save_index)
-        finally:
-            if getattr(self, "_readers", None):
-                self._close_readers()
+        session = self._writing("insert_chunk")
+        session.adopt_chunk(os.fspath(video_path), frame_numbers, frame_times, move=move)
+        self.frame_number, self.frame_time = session.frame_number, session.frame_time

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from .._version import __version__
+
 __all__ = ["COMMANDS", "main"]
 
 #: command name -> (module under imgstore.cli, one-line description)
@@ -78,8 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_usage())
             return 0 if args else 2
     if args[0] in ("-V", "--version"):
-        from .. import __version__
-
         print(f"{PROG} {__version__}")
         return 0
     name, rest = args[0], args[1:]

@@ -40,6 +40,7 @@ from typing import Any
 import imgstore
 from imgstore import ondisk
 from imgstore.backends.base import ImgStore
+from imgstore.backends.writing import WriteSession
 from imgstore.testing.barcode import make_frame
 
 #: where ``--stop-at`` can stop the writer, and what is then on disk
@@ -106,7 +107,9 @@ def _instrument_library(stop: _Stopper) -> None:
     ondisk.write_chunk_index = _after(ondisk.write_chunk_index, lambda: stop("index-written"))
     ondisk.ExtraDataWriter.finalize = _after(ondisk.ExtraDataWriter.finalize, lambda: stop("extra-finalized"))
     ondisk.ExtraDataWriter.append = _after(ondisk.ExtraDataWriter.append, lambda: stop("extra-written"))
-    ondisk.ChunkJournal.append = _after(ondisk.ChunkJournal.append, lambda: stop("frame-journaled"))
+    # a frame's journal record is appended right after its payload was written
+    ondisk.ChunkJournal.append = _after(_before(ondisk.ChunkJournal.append, lambda: stop("frame-written")),
+                                        lambda: stop("frame-journaled"))
     close = ondisk.ChunkJournal.close
 
     def journal_close(self, remove: bool = False) -> None:
@@ -115,14 +118,15 @@ def _instrument_library(stop: _Stopper) -> None:
             stop("journal-removed")
 
     ondisk.ChunkJournal.close = journal_close
-    ImgStore._finish_chunk = _before(ImgStore._finish_chunk, lambda: stop("chunk-closing"))
+    WriteSession.finish_chunk = _before(WriteSession.finish_chunk, lambda: stop("chunk-closing"))
     # atomic_write renames its finished temporary file with os.replace
     os.replace = _before(os.replace, lambda: stop("partial-written"))
 
 
 def _instrument_store(store: ImgStore, stop: _Stopper) -> None:
-    store._write_image = _after(store._write_image, lambda: stop("frame-written"))
-    store._open_write_chunk = _after(store._open_write_chunk, lambda: stop("chunk-created"))
+    # after the store's first chunk exists: the next chunk's creation is the one stopped at
+    backend = type(store).backend_class
+    backend.open_chunk_writer = _after(backend.open_chunk_writer, lambda: stop("chunk-created"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,8 @@ import numpy as np
 import yaml
 
 from .. import ondisk
+from ..backends.writing import remove_store_files
+from ..storage import LOCAL
 from ..errors import StoreExistsError, UnsupportedFormatError
 
 __all__ = ["make_synthetic_store", "synthetic_frame"]
@@ -109,9 +111,7 @@ def make_synthetic_store(
     if os.path.exists(os.path.join(path, ondisk.STORE_MD_FILENAME)):
         if not overwrite:
             raise StoreExistsError(17, f"a store already exists at '{path}'", path)
-        from ..backends.base import remove_store_files
-
-        remove_store_files(path)
+        remove_store_files(LOCAL, path)
     os.makedirs(path, exist_ok=True)
     smd = ondisk.StoreMetadata.new("DirectoryImgStore", fmt, int(chunksize), tuple(imgshape), "uint8")
     ondisk.write_metadata(os.path.join(path, ondisk.STORE_MD_FILENAME), smd, {"synthetic": True})
@@ -126,7 +126,7 @@ def make_synthetic_store(
             ondisk.write_chunk_index(base, {"frame_number": cfn, "frame_time": cft}, smd)
         else:
             text = yaml.safe_dump({"frame_number": cfn.tolist(), "frame_time": cft.tolist()})
-            ondisk.atomic_write_bytes(base + ".yaml", text.encode())
+            LOCAL.write_bytes(base + ".yaml", text.encode())
         count = {"first": min(1, length), "all": length, "none": 0}[frames]
         for pos in range(count):
             img = synthetic_frame(int(cfn[pos]), imgshape)

@@ -1,0 +1,371 @@
+"""The storage seam: the only module that touches the file system.
+
+Every other layer (the on-disk format, the chunk scanner, the writers, the index cache,
+repair) reads and writes a store's files through a :class:`Storage`:
+
+read side (every storage)
+    ``list_dir`` (names and kinds), ``read_bytes`` (whole or a byte range), ``open_read``
+    (a seekable file object), ``stat_token`` (the freshness key of a file: size and mtime;
+    None when missing) and ``local_path`` (a real path for libraries that need one: PyAV,
+    ``np.memmap``; None for remote storage).
+
+write side (:class:`LocalStorage` unless opened read-only)
+    ``makedirs``, ``atomic_write`` (temporary sibling, flush, optional fsync, rename: a crash
+    leaves the old file or the new one, never half a file), ``open_append`` (the append-only
+    journals: one unbuffered write per record, cut back to the last whole record when a
+    write fails), ``remove`` / ``remove_tree`` / ``adopt_file``, and ``lock`` (the writer's
+    ``.lock``). Files are created with ``O_NOFOLLOW`` / ``O_EXCL`` where the call creates
+    them, so a symlink planted in a store is never written through.
+
+A storage opened with ``read_only=True`` refuses every write (:class:`StoreWriteError`
+with ``EROFS``): a store opened that way takes no lock and writes no cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import os
+import secrets
+import shutil
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import IO, BinaryIO, ClassVar
+
+from .errors import StoreWriteError
+
+__all__ = ["DirEntry", "StatToken", "Storage", "LocalStorage", "AppendFile", "PARTIAL_SUFFIX", "LOCAL"]
+
+#: suffix of temporary files; the chunk scanners of both libraries skip them
+PARTIAL_SUFFIX = ".partial"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | _NOFOLLOW, 0o644)
+
+
+@dataclasses.dataclass(frozen=True)
+class DirEntry:
+    """One name in a folder."""
+
+    name: str
+    is_dir: bool
+    is_file: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class StatToken:
+    """What tells whether a file changed: size, modification time (ns) and file identity.
+
+    ``inode`` is the file's identity where the storage has one (0 otherwise): a file
+    replaced by rename is a new inode even within one tick of a coarse clock.
+    """
+
+    size: int
+    mtime_ns: int
+    inode: int = 0
+
+
+class Storage(ABC):
+    """Where a store's files live (see the module documentation)."""
+
+    #: the storage can write (a read-only local storage, or a remote one, cannot)
+    writable: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ paths
+
+    def join(self, *parts: str) -> str:
+        """Join path components."""
+        return os.path.join(*parts)
+
+    def dirname(self, path: str) -> str:
+        """The folder of ``path``."""
+        return os.path.dirname(path)
+
+    def basename(self, path: str) -> str:
+        """The last component of ``path``."""
+        return os.path.basename(path)
+
+    # ------------------------------------------------------------------ reading
+
+    @abstractmethod
+    def list_dir(self, path: str) -> list[DirEntry]:
+        """The entries of a folder (``FileNotFoundError`` if it does not exist)."""
+
+    @abstractmethod
+    def read_bytes(self, path: str, start: int = 0, stop: int | None = None) -> bytes:
+        """The bytes ``[start, stop)`` of a file (all of it by default)."""
+
+    @abstractmethod
+    def open_read(self, path: str) -> BinaryIO:
+        """A seekable binary file object (``FileNotFoundError`` if missing)."""
+
+    @abstractmethod
+    def stat_token(self, path: str) -> StatToken | None:
+        """The freshness key of a file or folder, None if it does not exist."""
+
+    def exists(self, path: str) -> bool:
+        """True if ``path`` exists."""
+        return self.stat_token(path) is not None
+
+    def is_dir(self, path: str) -> bool:
+        """True if ``path`` is a folder."""
+        parent, name = os.path.split(os.path.normpath(path))
+        try:
+            return any(e.name == name and e.is_dir for e in self.list_dir(parent or "."))
+        except OSError:
+            return False
+
+    def local_path(self, path: str) -> str | None:
+        """A path on the local file system for ``path`` (None when there is none)."""
+        return None
+
+    # ------------------------------------------------------------------ writing
+
+    def _refuse(self, what: str, path: str) -> StoreWriteError:
+        return StoreWriteError(errno.EROFS, f"cannot {what} {path}: the store is opened read-only", path)
+
+    def makedirs(self, path: str) -> None:
+        """Create a folder and its parents."""
+        raise self._refuse("create", path)
+
+    @contextlib.contextmanager
+    def atomic_write(self, path: str, fsync: bool = False, unique: bool = False) -> Iterator[IO[bytes]]:
+        """Write ``path`` through a temporary sibling renamed into place on success."""
+        raise self._refuse("write", path)
+        yield  # pragma: no cover - a generator for contextmanager
+
+    def write_bytes(self, path: str, data: bytes, fsync: bool = False) -> None:
+        """Write ``data`` to ``path`` atomically."""
+        with self.atomic_write(path, fsync=fsync) as f:
+            f.write(data)
+
+    def open_append(self, path: str, header: bytes | None = None) -> AppendFile:
+        """An append-only file; with ``header`` a new file starting with it (atomically)."""
+        raise self._refuse("append to", path)
+
+    def remove(self, path: str) -> None:
+        """Delete a file (nothing if it does not exist)."""
+        raise self._refuse("remove", path)
+
+    def remove_tree(self, path: str) -> None:
+        """Delete a folder and everything in it (nothing if it does not exist)."""
+        raise self._refuse("remove", path)
+
+    def adopt_file(self, source: str, path: str, move: bool = True) -> None:
+        """Move (or copy) a local file ``source`` into the store at ``path``."""
+        raise self._refuse("write", path)
+
+    def can_write(self, path: str) -> bool:
+        """True if files can be created in folder ``path``."""
+        return False
+
+    def lock(self, basedir: str):
+        """The writer lock of the store in ``basedir`` (not yet acquired)."""
+        raise self._refuse("lock", basedir)
+
+    def is_locked(self, basedir: str) -> bool:
+        """True if a live writer holds the store's lock."""
+        return False
+
+
+class AppendFile:
+    """An append-only file written one whole record at a time (the writers' journals).
+
+    Each :meth:`append` is one unbuffered ``write``; if it fails (disk full) the file is
+    cut back to the last whole record, so a reader never sees a torn record followed by
+    more. :meth:`sync` flushes to stable storage.
+    """
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self.size = os.fstat(fd).st_size
+
+    def append(self, data: bytes) -> None:
+        """Append ``data`` whole, or raise :class:`StoreWriteError` leaving the file as it was."""
+        if self._fd is None:
+            raise StoreWriteError(errno.EBADF, f"{self.path} is closed", self.path)
+        try:
+            if os.write(self._fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write (disk full?)")
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self.size)
+            raise StoreWriteError(exc.errno, f"could not append to {self.path}: {exc.strerror}", self.path) \
+                from exc
+        self.size += len(data)
+
+    def sync(self) -> None:
+        """Flush to stable storage (errors ignored: the data is with the OS already)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class LocalStorage(Storage):
+    """Files on a local (or mounted) file system.
+
+    Parameters
+    ----------
+    read_only
+        Refuse every write: no lock, no cache, no temporary file is ever created.
+    """
+
+    def __init__(self, read_only: bool = False) -> None:
+        self.read_only = bool(read_only)
+
+    @property  # type: ignore[override]
+    def writable(self) -> bool:  # a read-only local storage is not writable
+        return not self.read_only
+
+    def __repr__(self) -> str:
+        return f"LocalStorage(read_only={self.read_only})"
+
+    # ------------------------------------------------------------------ reading
+
+    def list_dir(self, path: str) -> list[DirEntry]:
+        with os.scandir(path) as it:
+            return [DirEntry(e.name, e.is_dir(), e.is_file()) for e in it]
+
+    def read_bytes(self, path: str, start: int = 0, stop: int | None = None) -> bytes:
+        with open(path, "rb") as f:
+            if start:
+                f.seek(start)
+            return f.read() if stop is None else f.read(max(0, stop - start))
+
+    def open_read(self, path: str) -> BinaryIO:
+        return open(path, "rb")
+
+    def stat_token(self, path: str) -> StatToken | None:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):  # missing, a parent that is not a folder, a NUL in the name
+            return None
+        return StatToken(int(st.st_size), int(st.st_mtime_ns), int(st.st_ino))
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def local_path(self, path: str) -> str | None:
+        return path
+
+    # ------------------------------------------------------------------ writing
+
+    def _check_writable(self, what: str, path: str) -> None:
+        if self.read_only:
+            raise self._refuse(what, path)
+
+    def makedirs(self, path: str) -> None:
+        self._check_writable("create", path)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"could not create folder {path}: {exc.strerror}", path) from exc
+
+    @contextlib.contextmanager
+    def atomic_write(self, path: str, fsync: bool = False, unique: bool = False) -> Iterator[IO[bytes]]:
+        self._check_writable("write", path)
+        # a unique temporary name where several processes may write the same file at once
+        tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}" if unique else path + PARTIAL_SUFFIX
+        try:
+            if not unique:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)  # a leftover of an interrupted write (never followed if a link)
+            # 'x': created here (O_EXCL), never through a link planted at the temporary name
+            with open(tmp, "xb", opener=_nofollow) as f:
+                yield f
+                f.flush()
+                if fsync:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StoreWriteError(exc.errno, f"could not write {path}: {exc.strerror or exc}", path) from exc
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def open_append(self, path: str, header: bytes | None = None) -> AppendFile:
+        self._check_writable("append to", path)
+        if header is not None:
+            self.write_bytes(path, header)
+            flags = os.O_WRONLY | os.O_APPEND | _NOFOLLOW
+        else:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"could not open {path}: {exc.strerror}", path) from exc
+        return AppendFile(path, fd)
+
+    def remove(self, path: str) -> None:
+        self._check_writable("remove", path)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"could not remove {path}: {exc.strerror}", path) from exc
+
+    def remove_tree(self, path: str) -> None:
+        self._check_writable("remove", path)
+        if os.path.islink(path):
+            self.remove(path)  # a link to a folder: remove the link, never what it points to
+            return
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"could not remove {path}: {exc.strerror}", path) from exc
+
+    def adopt_file(self, source: str, path: str, move: bool = True) -> None:
+        self._check_writable("write", path)
+        try:
+            (shutil.move if move else shutil.copyfile)(source, path)
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"could not {'move' if move else 'copy'} {source} to {path}: "
+                                             f"{exc.strerror}", path) from exc
+
+    def can_write(self, path: str) -> bool:
+        return not self.read_only and os.access(path, os.W_OK)
+
+    def lock(self, basedir: str):
+        self._check_writable("lock", basedir)
+        from ._lock import StoreLock
+
+        return StoreLock(basedir)
+
+    def is_locked(self, basedir: str) -> bool:
+        from ._lock import is_locked
+
+        return is_locked(basedir)
+
+    def mtime(self, path: str) -> float:
+        """Modification time of ``path`` in seconds since the epoch."""
+        token = self.stat_token(path)
+        if token is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", path)
+        return token.mtime_ns / 1e9
+
+
+#: the storage of local paths (what ``new_for_filename('/some/folder')`` uses)
+LOCAL = LocalStorage()
+
+_ = time  # re-exported for the journals' fsync clock in tests that patch it
