@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import imgstore
 from imgstore import _lock, errors, index_cache, ondisk
 from imgstore.backends import scan
+from imgstore.storage import PARTIAL_SUFFIX
 from imgstore.testing.synthetic import make_synthetic_store, synthetic_frame
 from imgstore.testing.conformance import snapshot_files
 

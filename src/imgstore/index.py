@@ -26,6 +26,7 @@ from . import ondisk
 from .errors import ImgStoreError, IndexCorruptError, IndexFileError
 from .frame_index import FrameIndex
 from .ondisk import FRAME_MD
+from .storage import PARTIAL_SUFFIX
 
 __all__ = ["ImgStoreIndex"]
 
@@ -188,7 +189,7 @@ class ImgStoreIndex:
         """Save as a SQLite file in the reference's schema (replacing ``path`` atomically)."""
         path = os.fspath(path)
         # a name of its own: several processes may save the same store's index at once
-        tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}{ondisk.PARTIAL_SUFFIX}"
+        tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
         try:
             db = sqlite3.connect(tmp)
             try:

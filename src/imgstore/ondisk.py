@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import errno
 import datetime
+import errno
 import json
 import math
 import os
@@ -34,20 +34,28 @@ import re
 import time
 import uuid as uuid_module
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
 
 from .errors import (
-    ExtraDataError,
     IndexCorruptError,
     MetadataError,
     StoreNotFoundError,
     StoreWriteError,
 )
-from .storage import LOCAL, PARTIAL_SUFFIX, AppendFile, Storage
+
+# the extra-data files are part of the format: their names are re-exported here
+from .extradata import EXTRA_DATA_FILE_EXTENSIONS as EXTRA_DATA_FILE_EXTENSIONS
+from .extradata import EXTRA_JOURNAL_SUFFIX as EXTRA_JOURNAL_SUFFIX
+from .extradata import EXTRA_JSON_SUFFIX as EXTRA_JSON_SUFFIX
+from .extradata import ExtraDataWriter as ExtraDataWriter
+from .extradata import JsonCustomEncoder as JsonCustomEncoder
+from .extradata import encode_extra_record as encode_extra_record
+from .extradata import read_extra_json as read_extra_json
+from .storage import LOCAL, AppendFile, Storage
 
 STORE_MD_KEY = "__store"
 STORE_MD_FILENAME = "metadata.yaml"
@@ -57,10 +65,6 @@ STORE_INDEX_FILENAME = ".index.sqlite"
 FORMAT_VERSION = 2
 FRAME_MD = ("frame_number", "frame_time")
 
-#: Suffixes of extra-data files, in the reference's order.
-EXTRA_DATA_FILE_EXTENSIONS = (".extra.json", ".extra_data.json", ".extra_data.h5")
-EXTRA_JSON_SUFFIX = ".extra.json"
-EXTRA_JOURNAL_SUFFIX = ".extra.jsonl"
 JOURNAL_SUFFIX = ".journal"
 INDEX_SUFFIXES = (".npz", ".yaml")
 
@@ -69,7 +73,7 @@ _REQUIRED_STORE_KEYS = ("class", "format", "imgshape", "imgdtype", "chunksize", 
 
 def chunk_name(chunk_n: int) -> str:
     """Return the file/folder name of chunk ``chunk_n`` (``000012``)."""
-    return "%06d" % int(chunk_n)
+    return f"{int(chunk_n):06d}"
 
 
 def parse_chunk_name(name: str) -> int | None:
@@ -295,6 +299,22 @@ def write_metadata(path: str | os.PathLike, smd: StoreMetadata, user_metadata: M
     storage.write_bytes(os.fspath(path), text.encode("utf-8"))
 
 
+def naive_utc_iso(value: datetime.datetime | str) -> str:
+    """``created_utc`` as written: ISO format, UTC, without a zone suffix (as the reference)."""
+    if isinstance(value, str):
+        import dateutil.parser
+
+        try:
+            value = dateutil.parser.parse(value)
+        except (ValueError, OverflowError):
+            raise MetadataError(f"created_utc {value!r} is not a date") from None
+    if not isinstance(value, datetime.datetime):
+        raise MetadataError(f"created_utc {value!r} must be a datetime or an ISO date string")
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return value.isoformat()
+
+
 _FOLDER_DATE_RE = re.compile(r"(.*)(20\d{6}_\d{6}).*")
 
 
@@ -499,133 +519,6 @@ def read_journal(path: str, *, storage: Storage = LOCAL) -> dict[str, np.ndarray
     out["frame_number"] = out["frame_number"].astype(np.int64)
     out["frame_time"] = out["frame_time"].astype(np.float64)
     return out
-
-
-# --------------------------------------------------------------------------- extra data
-
-
-class JsonCustomEncoder(json.JSONEncoder):
-    """JSON encoder that also accepts numpy values, sets, bytes and datetimes."""
-
-    def default(self, obj: Any) -> Any:
-        if isinstance(obj, (np.ndarray, np.generic)):
-            return obj.tolist()
-        if isinstance(obj, complex):
-            return [obj.real, obj.imag]
-        if isinstance(obj, (set, frozenset)):
-            return list(obj)
-        if isinstance(obj, bytes):
-            return obj.decode()
-        if isinstance(obj, (datetime.datetime, datetime.date)):
-            return obj.isoformat()
-        return super().default(obj)
-
-
-def encode_extra_record(data: Mapping[str, Any]) -> str:
-    """Encode one extra-data record as a line of JSON, or raise :class:`ExtraDataError`."""
-    try:
-        return json.dumps(data, cls=JsonCustomEncoder, allow_nan=True)
-    except (TypeError, ValueError, UnicodeDecodeError) as exc:
-        bad = [k for k, v in data.items() if not _json_ok(v)]
-        raise ExtraDataError(f"extra data key(s) {bad or list(data)} cannot be stored as JSON: {exc}") from None
-
-
-def _json_ok(value: Any) -> bool:
-    try:
-        json.dumps(value, cls=JsonCustomEncoder)
-        return True
-    except (TypeError, ValueError, UnicodeDecodeError):
-        return False
-
-
-class ExtraDataWriter:
-    """Extra data of one chunk: JSON lines while recording, a JSON array once closed."""
-
-    def __init__(self, base: str, *, storage: Storage = LOCAL) -> None:
-        self.base = base
-        self.journal_path = base + EXTRA_JOURNAL_SUFFIX
-        self.final_path = base + EXTRA_JSON_SUFFIX
-        self._storage = storage
-        self._file: AppendFile | None = None
-        self._lines: list[str] = []
-
-    @property
-    def n_records(self) -> int:
-        """Number of records written to this chunk."""
-        return len(self._lines)
-
-    def append(self, line: str) -> None:
-        """Append one encoded record (see :func:`encode_extra_record`)."""
-        if self._file is None:
-            self._file = self._storage.open_append(self.journal_path)
-        self._file.append((line + "\n").encode("utf-8"))
-        self._lines.append(line)
-
-    def finalize(self) -> None:
-        """Write ``<base>.extra.json`` (the reference's format) and drop the JSON lines."""
-        if self._file is None and not self._lines:
-            return
-        if self._file is not None:  # None on a second try after a failed finalize
-            self._file.close()
-            self._file = None
-        # flushed: the JSON lines are deleted next (see write_chunk_index)
-        self._storage.write_bytes(self.final_path, ("[" + ", ".join(self._lines) + "]").encode("utf-8"), fsync=True)
-        self._storage.remove(self.journal_path)
-
-    def close(self) -> None:
-        """Close the JSON lines file, leaving it as it is."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def discard(self) -> None:
-        """Forget everything written to this chunk."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        for p in (self.journal_path, self.final_path):
-            self._storage.remove(p)
-        self._lines.clear()
-
-
-def read_extra_json(path: str, *, storage: Storage = LOCAL) -> list[dict[str, Any]]:
-    """Read an ``.extra.json`` array or an ``.extra.jsonl`` journal (torn last line ignored)."""
-    raw = storage.read_bytes(path)
-    if path.endswith(EXTRA_JOURNAL_SUFFIX):
-        records = []
-        # every record ends with a newline, so only the last piece can be a torn record
-        lines = raw.split(b"\n")
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line.decode("utf-8"))
-            except ValueError:  # JSONDecodeError, UnicodeDecodeError
-                if i == len(lines) - 1:
-                    break  # a torn last line from a killed writer
-                raise IndexCorruptError(f"{path}: line {i + 1} is not a JSON record") from None
-            if not isinstance(record, dict):
-                raise IndexCorruptError(f"{path}: line {i + 1} is not a JSON object")
-            records.append(record)
-        return records
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise IndexCorruptError(f"{path}: extra data is not UTF-8 ({exc})") from None
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError:
-        # the reference leaves '[{...}, {...}' behind when its writer dies: recover the records
-        stripped = text.rstrip().rstrip(",")
-        try:
-            records = json.loads(stripped + "]")
-        except json.JSONDecodeError as exc:
-            raise IndexCorruptError(f"{path}: extra data is not valid JSON ({exc})") from None
-        warnings.warn(f"{path}: unterminated extra data (writer did not close); recovered "
-                      f"{len(records)} records", stacklevel=2)
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise IndexCorruptError(f"{path}: extra data must be a JSON array of objects")
-    return records
 
 
 def is_finite_number(value: Any) -> bool:

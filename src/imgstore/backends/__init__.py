@@ -12,4 +12,4 @@ from .base import ImgStore
 from .directory import DirectoryImgStore
 from .registry import class_for_name, store_classes
 
-__all__ = ["ImgStore", "ImgStoreWarning", "DirectoryImgStore", "store_classes", "class_for_name"]
+__all__ = ["DirectoryImgStore", "ImgStore", "ImgStoreWarning", "class_for_name", "store_classes"]

@@ -13,7 +13,6 @@ to name their :class:`~imgstore.backends.contract.Backend` (``backend_class``).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import logging
 import os
@@ -28,7 +27,6 @@ from ..errors import (
     FrameIndexError,
     ImgStoreWarning,
     IndexCorruptError,
-    InvalidImageError,
     MetadataError,
     ModeError,
     StoreClosedError,
@@ -44,9 +42,9 @@ from ..storage import LOCAL, LocalStorage, Storage
 from .arrayview import ArrayView
 from .compat import ReferencePrivates
 from .contract import Backend
-from .extra import iter_extra_data_files, read_extra_data
+from .info import StoreInfo
 from .scan import ChunkScanner, ScanState
-from .writing import WriteSession, check_frame_metadata, prepare_folder, remove_store_files
+from .writing import WriteSession, check_frame_metadata, plan_new_store, prepare_folder, remove_store_files
 
 __all__ = ["ImgStore", "ImgStoreWarning"]
 
@@ -55,7 +53,7 @@ _NO_DECODE = encoding_decoder(None)
 _MODES = ("r", "w", "a")
 
 
-class ImgStore(ArrayView, ReferencePrivates):
+class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
     """A store of frames; the reference's ``_ImgStore`` (subclassed per backend).
 
     Parameters
@@ -118,7 +116,7 @@ class ImgStore(ArrayView, ReferencePrivates):
         chunksize: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         encoding: str | None = None,
-        format: str | None = None,  # noqa: A002 - the reference's keyword
+        format: str | None = None,
         *,
         overwrite: bool = False,
         strict: bool = False,
@@ -223,43 +221,9 @@ class ImgStore(ArrayView, ReferencePrivates):
         return self._scanner.damaged_chunks
 
     def _open_write(self, imgshape, imgdtype, chunksize, metadata, encoding, fmt, overwrite, options) -> None:
-        if imgshape is None or imgdtype is None or fmt is None:
-            raise TypeError("imgshape, imgdtype and format must be given to write a store")
-        try:
-            shape = tuple(int(x) for x in imgshape)
-        except (TypeError, ValueError):
-            raise InvalidImageError(f"imgshape {imgshape!r} must be a sequence of integers") from None
-        if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))) or min(shape) <= 0:
-            raise InvalidImageError(f"imgshape {shape!r} must be (height, width) or (height, width, 3)")
-        try:
-            dtype = np.dtype(imgdtype)
-        except TypeError:
-            raise InvalidImageError(f"imgdtype {imgdtype!r} is not a numpy dtype") from None
-        if chunksize is None:
-            chunksize = self.DEFAULT_CHUNKSIZE
-        if isinstance(chunksize, bool) or not isinstance(chunksize, (int, np.integer)) or chunksize <= 0:
-            raise ValueError(f"chunksize {chunksize!r} must be a positive integer")
-        if metadata is not None and not isinstance(metadata, Mapping):
-            raise MetadataError(f"metadata must be a mapping, got {type(metadata).__name__}")
-        user = {k: v for k, v in (metadata or {}).items() if k != ondisk.STORE_MD_KEY}
-        check_encoding(encoding)
-
-        created_utc = options.pop("created_utc", None)
-        timezone_local = options.pop("timezone_local", None)
-        smd = self._backend.prepare_write(fmt, shape, dtype, encoding, options)
-        smd.chunksize = int(chunksize)
-        if created_utc is not None:
-            # e.g. a converted store keeps the recording's creation time
-            smd.created_utc = _naive_utc_iso(created_utc)
-        if timezone_local is not None:
-            smd.timezone_local = str(timezone_local)
-        if options:
-            raise TypeError(f"unexpected argument(s) for format {fmt!r}: {sorted(options)}")
-        if metadata and isinstance(metadata.get(ondisk.STORE_MD_KEY), Mapping):
-            # the reference lets callers add keys to __store; the format's own keys win
-            extra = {k: v for k, v in metadata[ondisk.STORE_MD_KEY].items() if k not in smd.to_mapping()}
-            smd.other.update(extra)
-
+        smd, user, shape, dtype = plan_new_store(self._backend, fmt, imgshape, imgdtype,
+                                                 self.DEFAULT_CHUNKSIZE if chunksize is None else chunksize,
+                                                 metadata, encoding, options)
         self._lock = prepare_folder(self._storage, self._basedir, overwrite)
         try:
             self._smd = smd
@@ -430,55 +394,18 @@ class ImgStore(ArrayView, ReferencePrivates):
         self._require_mode("r", "get_nearest_image")
         return self._read_at(self._frame_index.nearest_time(frame_time), move_cursor=True)
 
-    # ------------------------------------------------------------------ the named API
+    def _decoding(self) -> bool:
+        """True unless :meth:`disable_decoding` was called."""
+        return self._decode is not _NO_DECODE
 
-    def get_frame_at(self, frame_index: int) -> Frame:
-        """The frame at position ``frame_index`` (0 .. N-1; negative counts from the end)."""
-        self._require_mode("r", "get_frame_at")
-        if isinstance(frame_index, (int, np.integer)) and frame_index < 0:
-            frame_index = int(frame_index) + len(self._frame_index)
-        return self._read_at(self._frame_index.check_index(frame_index), move_cursor=False)
-
-    def get_frame_by_number(self, frame_number: int, exact: bool = True) -> Frame:
-        """The frame with this frame_number (the nearest one unless ``exact``)."""
-        return self.get_frame_at(self.index_of_number(frame_number, exact=exact))
-
-    def get_frame_played_at(self, frame_time: float) -> Frame:
-        """The frame whose frame_time is nearest ``frame_time`` (seconds since the epoch)."""
-        return self.get_frame_at(self.index_played_at(frame_time))
-
-    def index_of_number(self, frame_number: int, exact: bool = True) -> int:
-        """frame_index of a frame_number (nearest if not ``exact``)."""
-        index = self._current_index()
-        return index.find_number(frame_number) if exact else index.nearest_number(frame_number)
-
-    def index_played_at(self, frame_time: float) -> int:
-        """frame_index of the frame nearest to ``frame_time``."""
-        return self._current_index().nearest_time(frame_time)
-
-    #: earlier names of :meth:`index_of_number` and :meth:`index_played_at`
-    frame_index_of = index_of_number
-    frame_index_at_time = index_played_at
+    def disable_decoding(self) -> None:
+        """Return frames as stored, without converting the store's pixel encoding."""
+        self._decode = _NO_DECODE
 
     def _output_dtype(self) -> np.dtype:
-        if self._smd.encoding and self._decode is not _NO_DECODE:
+        if self._smd.encoding and self._decoding():
             return np.dtype(np.uint8)
         return np.dtype(self._smd.imgdtype)
-
-    @property
-    def index(self) -> FrameIndex:
-        """The frame index: where each frame lives (:class:`~imgstore.frame_index.FrameIndex`)."""
-        return self._current_index()
-
-    @property
-    def frame_numbers(self) -> np.ndarray:
-        """frame_number of every frame in store order (read-only int64 array)."""
-        return _readonly(self._current_index().frame_number)
-
-    @property
-    def frame_times(self) -> np.ndarray:
-        """frame_time of every frame in store order (read-only float64 array)."""
-        return _readonly(self._current_index().frame_time)
 
     def _current_index(self) -> FrameIndex:
         """The index of a reader; for a writer, what it has written (closed chunks and the open one)."""
@@ -492,172 +419,6 @@ class ImgStore(ArrayView, ReferencePrivates):
 
     # the compatibility layer's name for it
     _index_or_written = _current_index
-
-    # ================================================================== metadata API
-
-    def get_frame_metadata(self) -> dict[str, list]:
-        """``{'frame_number': [...], 'frame_time': [...]}`` of every frame in store order."""
-        index = self._current_index()
-        return {"frame_number": index.frame_number.tolist(), "frame_time": index.frame_time.tolist()}
-
-    @property
-    def frame_count(self) -> int:
-        """Number of frames in the store (written so far, when writing)."""
-        return len(self._frame_index) if self._session is None else self._session.frame_count
-
-    @property
-    def frame_min(self) -> int | float:
-        """Smallest frame_number (nan when empty)."""
-        return self._frame_index.frame_min if self._session is None else self._session.frame_min
-
-    @property
-    def frame_max(self) -> int | float:
-        """Largest frame_number (nan when empty)."""
-        return self._frame_index.frame_max if self._session is None else self._session.frame_max
-
-    @property
-    def frame_time_min(self) -> float:
-        """Earliest frame_time."""
-        return self._frame_index.frame_time_min if self._session is None else self._session.time_first
-
-    @property
-    def frame_time_max(self) -> float:
-        """Latest frame_time."""
-        return self._frame_index.frame_time_max if self._session is None else self._session.time_last
-
-    @property
-    def duration(self) -> float:
-        """frame_time_max - frame_time_min in seconds (0 when empty)."""
-        d = self.frame_time_max - self.frame_time_min
-        return float(d) if d == d else 0.0
-
-    @property
-    def chunks(self) -> list[int]:
-        """Numbers of the chunks that hold frames (when writing: the chunks closed so far)."""
-        return self._frame_index.chunks if self._session is None else list(self._session.chunks_closed)
-
-    @property
-    def user_metadata(self) -> dict[str, Any]:
-        """The user metadata (top-level keys of ``metadata.yaml`` other than ``__store``)."""
-        return self._user_metadata
-
-    @property
-    def filename(self) -> str:
-        """The store's folder."""
-        return self._basedir
-
-    @property
-    def full_path(self) -> str:
-        """Path of ``metadata.yaml``."""
-        return self._metadata_path()
-
-    @property
-    def mode(self) -> str:
-        """``'r'``, ``'w'`` or ``'a'``."""
-        return self._mode
-
-    @property
-    def format(self) -> str:
-        """Storage format (``'png'``, ``'h264/mkv'``...)."""
-        return self._smd.format
-
-    @property
-    def encoding(self) -> str | None:
-        """Pixel encoding converted on read, or None."""
-        return self._smd.encoding
-
-    @property
-    def chunksize(self) -> int:
-        """Frames per chunk."""
-        return self._smd.chunksize
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        """Shape of the images returned (always colour when the store has an encoding)."""
-        shape = tuple(self._smd.imgshape)
-        if self._smd.encoding and self._decode is not _NO_DECODE:
-            return shape[0], shape[1], 3
-        return shape
-
-    @property
-    def image_dtype(self) -> np.dtype:
-        """dtype of the images returned."""
-        return self._output_dtype()
-
-    @property
-    def created(self) -> tuple[datetime.datetime, Any]:
-        """``(creation datetime in UTC, the recording's local ZoneInfo)``."""
-        return self._created_utc, self._timezone_local
-
-    @property
-    def uuid(self) -> str | None:
-        """The store's unique id."""
-        return self._smd.uuid
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """The ``__store`` mapping."""
-        return self._smd.to_mapping()
-
-    @property
-    def lossless(self) -> bool:
-        """True if frames read back exactly as written."""
-        return self._backend.lossless
-
-    @property
-    def storage(self) -> Storage:
-        """Where the store's files are."""
-        return self._storage
-
-    def convert_frame_time_to_datetime(self, frame_time: float, tz: Any = None) -> datetime.datetime:
-        """frame_time as an aware datetime in the store's time zone (or ``tz``)."""
-        return datetime.datetime.fromtimestamp(float(frame_time), tz=tz or self._timezone_local)
-
-    def disable_decoding(self) -> None:
-        """Return frames as stored, without converting the store's pixel encoding."""
-        self._decode = _NO_DECODE
-
-    # ================================================================== extra data
-
-    def _iter_extra_data_files(self, extensions: Sequence[str] = ondisk.EXTRA_DATA_FILE_EXTENSIONS):
-        """``(is_motif, path)`` of every extra-data file, chunk by chunk."""
-        return iter_extra_data_files(self._backend, extensions)
-
-    @property
-    def has_extra_data(self) -> bool:
-        """True if any chunk has extra data."""
-        return any(True for _ in iter_extra_data_files(self._backend))
-
-    def find_extra_data_files(self, extensions: Sequence[str] = ondisk.EXTRA_DATA_FILE_EXTENSIONS) -> list[str]:
-        """Paths of the extra-data files."""
-        return [p for _, p in iter_extra_data_files(self._backend, extensions)]
-
-    def get_extra_data(self, ignore_corrupt_chunks: bool = False):
-        """All extra data as a pandas DataFrame (None if there is none)."""
-        return read_extra_data(self._backend, ignore_corrupt_chunks)
-
-    def get_extra_data_samplerate(self) -> float:
-        """Sample rate of the sensor data in Motif ``.extra_data.h5`` files (one dataset only).
-
-        Raises
-        ------
-        MetadataError
-            No such file or dataset has a sample rate, or several datasets do (read them
-            with :func:`imgstore.util.motif_extra_data_h5_attrs`).
-        """
-        from .._motif import read_motif_h5_attrs
-
-        paths = self.find_extra_data_files(extensions=(".extra_data.h5",))
-        for path in paths:
-            attrs = read_motif_h5_attrs(self._storage.local_path(path) or path)
-            datasets = attrs["_datasets"]
-            if len(datasets) > 1:
-                raise MetadataError(f"{path}: several datasets ({', '.join(datasets)}) with their own sample "
-                                    f"rates: read them with imgstore.util.motif_extra_data_h5_attrs")
-            if len(datasets) == 1 and "samplerate" in attrs.get(datasets[0], {}):
-                return attrs[datasets[0]]["samplerate"]
-        raise MetadataError(f"no sample rate in the extra data of {self._basedir!r} "
-                            f"({len(paths)} .extra_data.h5 file(s) looked at)")
 
     # ================================================================== live reading, maintenance
 
@@ -838,23 +599,3 @@ class ImgStore(ArrayView, ReferencePrivates):
         return cls.backend_class.extract_only_frame(LOCAL, basedir, chunk_n, frame_n, smd)
 
 
-def _naive_utc_iso(value: datetime.datetime | str) -> str:
-    """``created_utc`` as written: ISO format, UTC, without a zone suffix (as the reference)."""
-    if isinstance(value, str):
-        import dateutil.parser
-
-        try:
-            value = dateutil.parser.parse(value)
-        except (ValueError, OverflowError):
-            raise MetadataError(f"created_utc {value!r} is not a date") from None
-    if not isinstance(value, datetime.datetime):
-        raise MetadataError(f"created_utc {value!r} must be a datetime or an ISO date string")
-    if value.tzinfo is not None:
-        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-    return value.isoformat()
-
-
-def _readonly(arr: np.ndarray) -> np.ndarray:
-    view = arr.view()
-    view.flags.writeable = False
-    return view

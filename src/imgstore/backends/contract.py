@@ -130,7 +130,7 @@ class Backend(ABC):
 
     def payload_path(self, chunk_n: int) -> str:
         """Where chunk ``chunk_n``'s frames are (a video file, a folder of images)."""
-        return self.storage.join(self.basedir, "%06d" % int(chunk_n))
+        return self.storage.join(self.basedir, f"{int(chunk_n):06d}")
 
     def layout_problems(self) -> dict[int, str]:
         """Chunks the layout shows to be damaged beyond a missing index (e.g. an orphan index)."""
@@ -148,9 +148,11 @@ class Backend(ABC):
 
     def configure_append(self, options: dict[str, Any]) -> None:
         """Take the writing options given when appending (those it knows, out of ``options``)."""
+        return None
 
     def resume_after(self, frame_times: np.ndarray) -> None:
         """Learn what it needs from the frame times already in a store it appends to."""
+        return None
 
     def input_converter(self) -> FrameConverter | None:
         """A conversion of each image before it is written, or None."""
@@ -183,6 +185,7 @@ class Backend(ABC):
 
     def close_readers(self) -> None:
         """Release open files and decoders."""
+        return None
 
     @classmethod
     @abstractmethod

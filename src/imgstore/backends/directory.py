@@ -116,7 +116,7 @@ class DirectoryBackend(Backend):
 
     def frame_path(self, chunk_n: int, position: int) -> str:
         """The file of the frame at ``position`` in chunk ``chunk_n``."""
-        return self.storage.join(self.payload_path(chunk_n), "%06d%s" % (position, self.extension))
+        return self.storage.join(self.payload_path(chunk_n), f"{position:06d}{self.extension}")
 
     # ------------------------------------------------------------------ writing
 
@@ -183,7 +183,7 @@ class DirectoryBackend(Backend):
     def extract_only_frame(cls, storage: Storage, basedir: str, chunk_n: int, frame_n: int,
                            smd: StoreMetadata) -> np.ndarray:
         shape = tuple(smd.imgshape)
-        path = storage.join(basedir, ondisk.chunk_name(chunk_n), "%06d.%s" % (frame_n, smd.format))
+        path = storage.join(basedir, ondisk.chunk_name(chunk_n), f"{frame_n:06d}.{smd.format}")
         return read_image_file(storage, path, smd.format, len(shape) == 3 and shape[-1] == 3, smd.imgdtype)
 
     @property
@@ -224,11 +224,9 @@ def read_image_file(storage: Storage, path: str, fmt: str, color: bool, dtype: s
             raise ChunkReadError(f"frame file {path} is damaged ({exc})") from None
     import cv2
 
-    if dtype == "uint8":
-        flags = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE
-    else:
-        # keep 16-bit/float data: the reference's flags silently reduce it to uint8
-        flags = cv2.IMREAD_UNCHANGED
+    # other dtypes unchanged: the reference's colour/grey flags silently reduce them to uint8
+    grey_or_color = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE
+    flags = grey_or_color if dtype == "uint8" else cv2.IMREAD_UNCHANGED
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
     if img is None:
         raise ChunkReadError(f"frame file {path} is damaged (cannot be decoded as {fmt})")
@@ -248,7 +246,7 @@ class DirectoryImgStore(ImgStore):
         return DirectoryBackend.format_dtypes(fmt)
 
     @staticmethod
-    def _open_image(path: str, format: str, color: bool) -> np.ndarray:  # noqa: A002 - the reference's name
+    def _open_image(path: str, format: str, color: bool) -> np.ndarray:
         """Read one frame file (imgstore 0.4's helper)."""
         from ..storage import LOCAL
 

@@ -19,8 +19,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .base import ImgStore
 
-__all__ = ["ENTRY_POINT_GROUP", "register", "unregister", "store_classes", "class_for_name",
-           "class_for_format", "write_options"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "class_for_format",
+    "class_for_name",
+    "register",
+    "store_classes",
+    "unregister",
+    "write_options",
+]
 
 log = logging.getLogger("imgstore.registry")
 

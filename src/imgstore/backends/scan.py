@@ -44,7 +44,7 @@ from ..ondisk import FRAME_MD
 from ..storage import Storage
 from .contract import Backend
 
-__all__ = ["RACY_WINDOW_NS", "FreshnessKey", "ScanState", "ScanResult", "ChunkScanner", "StateMismatch"]
+__all__ = ["RACY_WINDOW_NS", "ChunkScanner", "FreshnessKey", "ScanResult", "ScanState", "StateMismatch"]
 
 log = logging.getLogger("imgstore.scan")
 

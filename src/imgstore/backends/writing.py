@@ -27,16 +27,19 @@ from ..errors import (
     ImgStoreWarning,
     InvalidFrameMetadataError,
     InvalidImageError,
+    MetadataError,
     StoreExistsError,
     StoreWriteError,
     UnsupportedFormatError,
 )
 from ..frame_index import FrameIndex
+from ..imageops import check_encoding
 from ..ondisk import STORE_MD_FILENAME, StoreMetadata
 from ..storage import Storage
 from .contract import Backend, ChunkWriter
 
-__all__ = ["WriteSession", "check_frame_metadata", "prepare_folder", "remove_chunk_files", "remove_store_files"]
+__all__ = ["WriteSession", "check_frame_metadata", "plan_new_store", "prepare_folder", "remove_chunk_files",
+           "remove_store_files"]
 
 log = logging.getLogger("imgstore")
 
@@ -93,6 +96,51 @@ def remove_store_files(storage: Storage, basedir: str) -> None:
                 storage.remove_tree(path)
             else:
                 storage.remove(path)
+
+
+def plan_new_store(backend: Backend, fmt: Any, imgshape: Any, imgdtype: Any, chunksize: Any,
+                   metadata: Mapping[str, Any] | None, encoding: str | None, options: dict[str, Any]
+                   ) -> tuple[StoreMetadata, dict[str, Any], tuple[int, ...], np.dtype]:
+    """Check a new store's parameters; return its metadata, user metadata, input shape and dtype.
+
+    ``options`` are the writing options: the backend takes those it knows, as do
+    ``created_utc`` / ``timezone_local`` (a converted store keeps its recording's); any
+    left is an error.
+    """
+    if imgshape is None or imgdtype is None or fmt is None:
+        raise TypeError("imgshape, imgdtype and format must be given to write a store")
+    try:
+        shape = tuple(int(x) for x in imgshape)
+    except (TypeError, ValueError):
+        raise InvalidImageError(f"imgshape {imgshape!r} must be a sequence of integers") from None
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))) or min(shape) <= 0:
+        raise InvalidImageError(f"imgshape {shape!r} must be (height, width) or (height, width, 3)")
+    try:
+        dtype = np.dtype(imgdtype)
+    except TypeError:
+        raise InvalidImageError(f"imgdtype {imgdtype!r} is not a numpy dtype") from None
+    if isinstance(chunksize, bool) or not isinstance(chunksize, (int, np.integer)) or chunksize <= 0:
+        raise ValueError(f"chunksize {chunksize!r} must be a positive integer")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise MetadataError(f"metadata must be a mapping, got {type(metadata).__name__}")
+    user = {k: v for k, v in (metadata or {}).items() if k != ondisk.STORE_MD_KEY}
+    check_encoding(encoding)
+
+    created_utc = options.pop("created_utc", None)
+    timezone_local = options.pop("timezone_local", None)
+    smd = backend.prepare_write(fmt, shape, dtype, encoding, options)
+    smd.chunksize = int(chunksize)
+    if created_utc is not None:
+        smd.created_utc = ondisk.naive_utc_iso(created_utc)
+    if timezone_local is not None:
+        smd.timezone_local = str(timezone_local)
+    if options:
+        raise TypeError(f"unexpected argument(s) for format {fmt!r}: {sorted(options)}")
+    if metadata and isinstance(metadata.get(ondisk.STORE_MD_KEY), Mapping):
+        # the reference lets callers add keys to __store; the format's own keys win
+        extra = {k: v for k, v in metadata[ondisk.STORE_MD_KEY].items() if k not in smd.to_mapping()}
+        smd.other.update(extra)
+    return smd, user, shape, dtype
 
 
 def prepare_folder(storage: Storage, basedir: str, overwrite: bool):
