@@ -20,27 +20,26 @@ from .factory import extract_only_frame, get_supported_formats, new_for_filename
 from .imageops import FourCC, ensure_color, ensure_grayscale
 from .repair import repair
 
-
 __all__ = [
+    "DirectoryImgStore",
+    "FourCC",
+    "FrameNotFoundError",
+    "ImgStore",
+    "ImgStoreError",
+    "ImgStoreWarning",
+    "VideoImgStore",
+    "__version__",
+    "ensure_color",
+    "ensure_grayscale",
+    "errors",
+    "extract_only_frame",
+    "get_supported_formats",
+    "main_test",
     "new_for_filename",
     "new_for_format",
     "open_store",
-    "get_supported_formats",
-    "extract_only_frame",
     "repair",
-    "ImgStore",
-    "DirectoryImgStore",
-    "VideoImgStore",
-    "ImgStoreError",
-    "ImgStoreWarning",
-    "FrameNotFoundError",
-    "errors",
-    "ensure_color",
-    "ensure_grayscale",
-    "FourCC",
-    "main_test",
     "test",
-    "__version__",
 ]
 
 #: submodules that ``import imgstore`` makes reachable as attributes (``imgstore.stores.X``, as
@@ -54,13 +53,9 @@ def __getattr__(name: str):
 
     # the video backend imports PyAV: only pay for it when it is used
     if name == "VideoImgStore":
-        from .backends.video import VideoImgStore
-
-        return VideoImgStore
+        return importlib.import_module(".backends.video", __name__).VideoImgStore
     if name in ("main_test", "test"):
-        from .apps import main_test
-
-        return main_test
+        return importlib.import_module(".apps", __name__).main_test
     if name in _LAZY_MODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'imgstore' has no attribute {name!r}")

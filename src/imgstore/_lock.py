@@ -14,7 +14,9 @@ import socket
 import time
 
 from .errors import StoreLockedError, StoreWriteError
-from .ondisk import STORE_LOCK_FILENAME
+
+#: the writer lock's file name in a store folder (imgstore 0.4's ``STORE_LOCK_FILENAME``)
+STORE_LOCK_FILENAME = ".lock"
 
 try:
     import fcntl

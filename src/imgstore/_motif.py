@@ -7,20 +7,21 @@ import json
 import numpy as np
 
 from .errors import MissingDependencyError
+from .storage import LOCAL, Storage
 
 
-def read_motif_extra_data(path: str):
+def read_motif_extra_data(path: str, storage: Storage = LOCAL):
     """Read a Motif ``.extra_data.json`` or ``.extra_data.h5`` file as a DataFrame."""
     if path.endswith(".h5"):
-        return _read_h5(path)
-    return _read_json(path)
+        with storage.open_read(path) as f:  # h5py reads file objects (ranges, when remote)
+            return _read_h5(f, path)
+    return _read_json(storage.read_bytes(path))
 
 
-def _read_json(path: str):
+def _read_json(data: bytes):
     import pandas as pd
 
-    with open(path, encoding="utf-8") as f:
-        df = pd.DataFrame(json.load(f))
+    df = pd.DataFrame(json.loads(data.decode("utf-8")))
     if df.empty:
         return df
     # Motif pre-allocates rows; unused ones have a negative frame_number
@@ -44,22 +45,22 @@ def _require_h5py():
     return h5py
 
 
-def read_motif_h5_attrs(path: str) -> dict:
+def read_motif_h5_attrs(path: str, storage: Storage = LOCAL) -> dict:
     """Dataset names and per-dataset attributes of a Motif ``.extra_data.h5`` file."""
     h5py = _require_h5py()
     attrs: dict = {}
-    with h5py.File(path, "r") as f:
+    with storage.open_read(path) as raw, h5py.File(raw, "r") as f:
         attrs["_datasets"] = [s.strip() for s in _attr_text(f.attrs["datasets"]).split(",")]
         for g in f.keys():
             attrs[g] = dict(f[g].attrs)
     return attrs
 
 
-def _read_h5(path: str):
+def _read_h5(raw, path: str):
     import pandas as pd
 
     h5py = _require_h5py()
-    with h5py.File(path, "r") as f:
+    with h5py.File(raw, "r") as f:
         camera = np.asarray(f["camera"])
         mask = camera["frame_number"] >= 0  # pre-allocated, unrecorded rows are negative
         data = {}

@@ -32,14 +32,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .errors import AlignmentError, InvalidImageError
+from .backends.base import ImgStore
+from .errors import AlignmentError, InvalidImageError, ModeError, StoreClosedError
+from .factory import new_for_filename
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .backends.base import ImgStore
 
-__all__ = ["MultiStore", "AlignedStep", "AlignedFrame", "StoreAligner", "AlignmentError", "MISSING_POLICIES"]
+__all__ = ["MISSING_POLICIES", "AlignedFrame", "AlignedStep", "AlignmentError", "MultiStore", "StoreAligner"]
 
 log = logging.getLogger("imgstore.align")
 
@@ -201,9 +203,6 @@ class MultiStore:
     def __init__(self, stores: Sequence[ImgStore | str | os.PathLike], by: str = "frame_time",
                  tolerance: float | None = None, missing: str = "drop", reference: int | None = None,
                  names: Sequence[str] | None = None) -> None:
-        from .backends.base import ImgStore
-        from .factory import new_for_filename
-
         if by not in ("frame_time", "frame_number"):
             raise ValueError(f"by {by!r} must be 'frame_time' or 'frame_number'")
         if missing not in MISSING_POLICIES:
@@ -230,7 +229,10 @@ class MultiStore:
                 else:
                     raise TypeError(f"expected a store or a path, got {type(s).__name__}: {s!r}")
             for s in self._stores:
-                s._require_mode("r", "MultiStore")
+                if s.closed:
+                    raise StoreClosedError(f"MultiStore: store {s.filename!r} is closed")
+                if s.mode != "r":
+                    raise ModeError(f"MultiStore reads stores; {s.filename!r} is open in mode {s.mode!r}")
             self._by = by
             self._missing = missing
             self._reference = None if reference is None else int(reference)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import ondisk
 from .backends.registry import class_for_format, class_for_name, store_classes
-from .backends.base import ImgStore
 from .errors import MetadataError, StoreNotFoundError, UnsupportedFormatError
 from .ondisk import STORE_MD_FILENAME
+from .storage import LOCAL, Storage
 
-__all__ = ["new_for_filename", "new_for_format", "open_store", "get_supported_formats", "extract_only_frame"]
+if TYPE_CHECKING:
+    from .backends.base import ImgStore
+
+__all__ = ["extract_only_frame", "get_supported_formats", "new_for_filename", "new_for_format", "open_store"]
 
 
 def _is_metadata_path(path: str) -> bool:
@@ -21,7 +24,7 @@ def _is_metadata_path(path: str) -> bool:
 
 
 def resolve_store_path(path: str | os.PathLike | None, basedir: str | os.PathLike | None,
-                       read: bool) -> tuple[str, str]:
+                       read: bool, storage: Storage = LOCAL) -> tuple[str, str]:
     """``(basedir, metadata.yaml path)`` from a folder or a ``metadata.yaml`` path."""
     if path is not None and basedir is not None:
         raise ValueError("path and basedir are mutually exclusive")
@@ -35,7 +38,7 @@ def resolve_store_path(path: str | os.PathLike | None, basedir: str | os.PathLik
     path = os.fspath(path)
     if _is_metadata_path(path):
         return os.path.dirname(path) or ".", path
-    if read and not (os.path.isdir(path) and os.path.exists(os.path.join(path, STORE_MD_FILENAME))):
+    if read and not (storage.is_dir(path) and storage.exists(storage.join(path, STORE_MD_FILENAME))):
         raise StoreNotFoundError(2, f"path '{path}' does not exist or is not a store", path)
     return path, os.path.join(path, STORE_MD_FILENAME)
 

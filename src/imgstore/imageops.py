@@ -11,13 +11,13 @@ import numpy as np
 from .errors import UnsupportedFormatError
 
 __all__ = [
-    "ensure_color",
-    "ensure_grayscale",
     "FourCC",
+    "ImageCodecProcessor",
     "available_encodings",
     "check_encoding",
     "encoding_decoder",
-    "ImageCodecProcessor",
+    "ensure_color",
+    "ensure_grayscale",
 ]
 
 
@@ -43,7 +43,7 @@ def ensure_grayscale(img: np.ndarray, ensure_copy: bool = False) -> np.ndarray:
     return img.copy() if ensure_copy else img
 
 
-def FourCC(c1: str, c2: str, c3: str, c4: str) -> int:  # noqa: N802 - the reference's name
+def FourCC(c1: str, c2: str, c3: str, c4: str) -> int:
     """The integer FourCC code of four characters (as ``cv2.VideoWriter_fourcc``)."""
     return (ord(c1) & 255) | ((ord(c2) & 255) << 8) | ((ord(c3) & 255) << 16) | ((ord(c4) & 255) << 24)
 

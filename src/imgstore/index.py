@@ -14,19 +14,20 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
-import sqlite3
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import ondisk
-from .errors import ImgStoreError, IndexCorruptError, IndexFileError
+from .errors import ImgStoreError, IndexCorruptError, IndexFileError, StoreWriteError
 from .frame_index import FrameIndex
 from .ondisk import FRAME_MD
-from .storage import PARTIAL_SUFFIX
+from .storage import LOCAL, Storage, unique_temporary_name
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = ["ImgStoreIndex"]
 
@@ -115,13 +116,16 @@ class ImgStoreIndex:
         return cls(frame_index=FrameIndex.from_chunks(tables))
 
     @classmethod
-    def new_from_file(cls, path: str | os.PathLike) -> ImgStoreIndex:
+    def new_from_file(cls, path: str | os.PathLike, storage: Storage = LOCAL) -> ImgStoreIndex:
         """Open an index saved by :meth:`to_file` (by this library or imgstore 0.4)."""
+        import sqlite3  # only for the file: ~4 ms that ``import imgstore`` need not pay
+
         path = os.fspath(path)
-        if not os.path.isfile(path):
+        local = storage.local_path(path)
+        if local is None or not storage.exists(path):
             raise IndexFileError(errno.ENOENT, f"no index file at {path!r}", path)
         try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            db = sqlite3.connect(f"file:{local}?mode=ro", uri=True, check_same_thread=False)
         except sqlite3.Error as exc:
             raise IndexFileError(errno.EIO, f"{path}: not an index file ({exc})", path) from exc
         try:
@@ -185,23 +189,27 @@ class ImgStoreIndex:
             raise ValueError(f"what must be 'frame_number' or 'frame_time', not {what!r}")
         return fi.locate(frame_index)
 
-    def to_file(self, path: str | os.PathLike) -> None:
+    def to_file(self, path: str | os.PathLike, storage: Storage = LOCAL) -> None:
         """Save as a SQLite file in the reference's schema (replacing ``path`` atomically)."""
+        import sqlite3
+
         path = os.fspath(path)
-        # a name of its own: several processes may save the same store's index at once
-        tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+        # SQLite writes a local file: a temporary one, then moved into place whole
+        tmp = unique_temporary_name(path)
         try:
             db = sqlite3.connect(tmp)
             try:
                 self._write_database(db)
             finally:
                 db.close()
-            os.replace(tmp, path)
-        except (OSError, sqlite3.Error) as exc:
+            storage.adopt_file(tmp, path, move=True)
+        except sqlite3.Error as exc:
+            raise StoreWriteError(errno.EIO, f"could not write index {path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreWriteError(exc.errno or errno.EIO, f"could not write index {path}: {exc}") from exc
+        finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise ondisk.StoreWriteError(getattr(exc, "errno", None) or errno.EIO,
-                                         f"could not write index {path}: {exc}") from exc
 
     def _write_database(self, db: sqlite3.Connection) -> None:
         self.create_database(db)
@@ -231,6 +239,8 @@ class ImgStoreIndex:
 
 def _read_database(db: sqlite3.Connection) -> FrameIndex:
     """The frames of a SQLite index in the reference's schema."""
+    import sqlite3
+
     try:
         cur = db.cursor()
         row = cur.execute("SELECT value FROM index_information WHERE name = ?", ("version",)).fetchone()

@@ -72,14 +72,14 @@ __all__ = [
     "CACHE_FILENAME",
     "CACHE_VERSION",
     "READER_WRITE_MIN_CHUNKS",
+    "CacheInvalid",
+    "cache_enabled",
     "cache_path",
     "open_index",
+    "read_cache_header",
     "save",
     "save_index",
     "write_after_close",
-    "read_cache_header",
-    "cache_enabled",
-    "CacheInvalid",
 ]
 
 log = logging.getLogger("imgstore.index_cache")
@@ -163,7 +163,7 @@ def _write_file(storage: Storage, path: str, identity: Identity, cached: ScanSta
         offset = _align(len(_MAGIC) + _PREFIX.size + len(header_bytes) + 256)
         new_layout = {}
         for name, arr in arrays.items():
-            new_layout[name] = {"dtype": dtypes[name], "length": int(len(arr)), "offset": offset}
+            new_layout[name] = {"dtype": dtypes[name], "length": len(arr), "offset": offset}
             offset = _align(offset + len(arr) * np.dtype(dtypes[name]).itemsize)
         new_layout["_end"] = {"dtype": "|u1", "length": 0, "offset": offset}
         if new_layout == layout:

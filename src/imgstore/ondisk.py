@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ._lock import STORE_LOCK_FILENAME as STORE_LOCK_FILENAME
 from .errors import (
     IndexCorruptError,
     MetadataError,
@@ -59,7 +60,6 @@ from .storage import LOCAL, AppendFile, Storage
 
 STORE_MD_KEY = "__store"
 STORE_MD_FILENAME = "metadata.yaml"
-STORE_LOCK_FILENAME = ".lock"
 #: the reference's optional SQLite frame index (``close(save_index=True)``, ``save_index()``)
 STORE_INDEX_FILENAME = ".index.sqlite"
 FORMAT_VERSION = 2

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ChunkReadError, ImgStoreError, MissingDependencyError, ModeError
+from .factory import new_for_filename
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,15 +37,15 @@ if TYPE_CHECKING:
     from .backends.base import ImgStore
 
 __all__ = [
+    "DEFAULT_BLOCK_BYTES",
     "BlockReader",
     "StoreRef",
-    "store_to_dask",
-    "map_frames",
-    "map_chunks",
-    "iter_blocks",
-    "open_cached",
     "clear_store_cache",
-    "DEFAULT_BLOCK_BYTES",
+    "iter_blocks",
+    "map_chunks",
+    "map_frames",
+    "open_cached",
+    "store_to_dask",
 ]
 
 #: default upper bound of the bytes of one block of frames (dask recommends ~100 MB chunks)
@@ -112,8 +113,6 @@ def open_cached(ref: StoreRef, refresh: bool = False) -> ImgStore:
     ChunkReadError
         The folder now holds another store (different uuid).
     """
-    from .factory import new_for_filename
-
     stores = _open_stores()
     store = stores.get(ref)
     if store is not None and (refresh or store.closed):
@@ -318,8 +317,6 @@ def _run(task: Callable[[], Any]) -> Any:
 def _as_stores(stores: Any) -> tuple[list[ImgStore], list[ImgStore]]:
     """(stores, the ones we opened and must close)."""
     from .backends.base import ImgStore
-    from .factory import new_for_filename
-
     if isinstance(stores, (ImgStore, str, os.PathLike)):
         stores = [stores]
     out, opened = [], []

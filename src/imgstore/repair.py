@@ -47,7 +47,7 @@ from .factory import resolve_store_path
 from .ondisk import StoreMetadata
 from .storage import LOCAL, PARTIAL_SUFFIX, Storage
 
-__all__ = ["repair", "RepairReport"]
+__all__ = ["RepairReport", "repair"]
 
 
 @dataclasses.dataclass

@@ -27,20 +27,26 @@ import contextlib
 import dataclasses
 import errno
 import os
-import secrets
 import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import IO, BinaryIO, ClassVar
 
+from ._lock import StoreLock, is_locked
 from .errors import StoreWriteError
 
-__all__ = ["DirEntry", "StatToken", "Storage", "LocalStorage", "AppendFile", "PARTIAL_SUFFIX", "LOCAL"]
+__all__ = ["LOCAL", "PARTIAL_SUFFIX", "AppendFile", "DirEntry", "LocalStorage", "StatToken", "Storage",
+           "unique_temporary_name"]
 
 #: suffix of temporary files; the chunk scanners of both libraries skip them
 PARTIAL_SUFFIX = ".partial"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def unique_temporary_name(path: str) -> str:
+    """A temporary sibling of ``path`` no other process uses (pid and a random tag)."""
+    return f"{path}.{os.getpid()}-{os.urandom(4).hex()}{PARTIAL_SUFFIX}"
 
 
 def _nofollow(path: str, flags: int) -> int:
@@ -280,7 +286,7 @@ class LocalStorage(Storage):
     def atomic_write(self, path: str, fsync: bool = False, unique: bool = False) -> Iterator[IO[bytes]]:
         self._check_writable("write", path)
         # a unique temporary name where several processes may write the same file at once
-        tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}" if unique else path + PARTIAL_SUFFIX
+        tmp = unique_temporary_name(path) if unique else path + PARTIAL_SUFFIX
         try:
             if not unique:
                 with contextlib.suppress(FileNotFoundError):
@@ -348,13 +354,9 @@ class LocalStorage(Storage):
 
     def lock(self, basedir: str):
         self._check_writable("lock", basedir)
-        from ._lock import StoreLock
-
         return StoreLock(basedir)
 
     def is_locked(self, basedir: str) -> bool:
-        from ._lock import is_locked
-
         return is_locked(basedir)
 
     def mtime(self, path: str) -> float:

@@ -6,6 +6,7 @@ Thin re-exports; the implementations live in :mod:`imgstore.factory`,
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -96,7 +97,5 @@ def _extract_ranges(data: Any) -> list[tuple[int, int]]:
 def __getattr__(name: str):
     # the video backend imports PyAV: only pay for it when it is used
     if name == "VideoImgStore":
-        from .backends.video import VideoImgStore
-
-        return VideoImgStore
+        return importlib.import_module(".backends.video", __package__).VideoImgStore
     raise AttributeError(f"module 'imgstore.stores' has no attribute {name!r}")

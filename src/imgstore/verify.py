@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import ondisk
+from .factory import new_for_filename
 
 __all__ = [
     "DEFAULT_CHECKS",
@@ -186,23 +186,8 @@ class ChunkCheck(Protocol):
 # ---------------------------------------------------------------------- chunk layout
 
 def _is_video(store) -> bool:
-    return bool(store.metadata.get("extension")) and store.metadata.get("class") != "DirectoryImgStore"
-
-
-def _chunk_base(store, chunk: int) -> str:
-    # the documented on-disk layout (README "On disk"): <chunk>.npz for video, <chunk>/index.npz for directories
-    name = ondisk.chunk_name(chunk)
-    return os.path.join(store.filename, name) if _is_video(store) else os.path.join(store.filename, name, "index")
-
-
-def _chunk_table(base: str, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
-    path = ondisk.find_index_file(base)
-    if path is not None:
-        return ondisk.read_chunk_index(path, keys)
-    journal = base + ondisk.JOURNAL_SUFFIX
-    if os.path.exists(journal):  # a live or crashed writer's chunk
-        return ondisk.read_journal(journal)
-    return None
+    # video backends keep each frame's pts in the chunk index (for exact seeking)
+    return "pts" in dict(type(store).backend_class.journal_fields)
 
 
 def chunk_spans(store) -> list[ChunkSpan]:
@@ -212,15 +197,13 @@ def chunk_spans(store) -> list[ChunkSpan]:
     reading), the whole store is one span with chunk number -1, so every frame is still read.
     """
     video = _is_video(store)
-    ext = store.metadata.get("extension") or ""
     fns = np.asarray(store.frame_numbers)
     spans: list[ChunkSpan] = []
     start = 0
     consistent = True
     for chunk in sorted(store.chunks):
-        base = _chunk_base(store, chunk)
         try:
-            table = _chunk_table(base, ("frame_number", "frame_time", "pts") if video else ("frame_number",))
+            table = store.read_chunk_table(chunk, ("frame_number", "frame_time", "pts") if video else ("frame_number",))
         except Exception:
             table = None
         if table is None:
@@ -232,7 +215,7 @@ def chunk_spans(store) -> list[ChunkSpan]:
         pts = table.get("pts") if video else None
         if pts is not None and len(pts) != count:
             pts = None
-        payload = base + ext if video else os.path.dirname(base)
+        payload = store.chunk_payload_path(chunk)
         spans.append(ChunkSpan(chunk, start, start + count, payload, None if pts is None else np.asarray(pts)))
         start += count
     if not consistent or start != len(fns):
@@ -308,15 +291,15 @@ def quick_check(store, max_chunks: int | None = None) -> list[str]:
         if span.chunk < 0 or not len(span):
             continue
         if _is_video(store):
-            if not os.path.exists(span.payload):
+            if not store.storage.exists(span.payload):
                 notes.append(f"chunk {span.chunk}: video file {span.payload} is missing")
             elif span.pts is not None and _video_has_pts(span.payload, int(span.pts.max())) is False:
                 notes.append(f"chunk {span.chunk}: the video file ends before the last of its {len(span)} "
                              f"indexed frames (truncated?)")
         else:
             try:
-                files = sum(1 for e in os.scandir(span.payload)
-                            if e.is_file() and not e.name.startswith(("index", ".")) and "." in e.name
+                files = sum(1 for e in store.storage.list_dir(span.payload)
+                            if e.is_file and not e.name.startswith(("index", ".")) and "." in e.name
                             and e.name.split(".", 1)[0].isdigit())
             except OSError:
                 notes.append(f"chunk {span.chunk}: folder {span.payload} cannot be read")
@@ -430,11 +413,9 @@ def verify(store_or_path, checks: Sequence[ChunkCheck] | None = None, workers: i
     -------
     VerifyReport
     """
-    import imgstore
-
     checks = list(DEFAULT_CHECKS if checks is None else checks)
     own = not hasattr(store_or_path, "frame_numbers")
-    store = imgstore.new_for_filename(store_or_path) if own else store_or_path
+    store = new_for_filename(store_or_path) if own else store_or_path
     try:
         path = store.filename
         spans = chunk_spans(store)
@@ -458,7 +439,7 @@ def verify(store_or_path, checks: Sequence[ChunkCheck] | None = None, workers: i
         def reader():
             # readers are not thread-safe: one per worker thread, opened once
             if not hasattr(local, "store"):
-                local.store = imgstore.new_for_filename(path)
+                local.store = new_for_filename(path)
                 with lock:
                     readers.append(local.store)
             return local.store

@@ -36,9 +36,12 @@ from ..errors import (
 from ..frame_index import FrameIndex
 from ..imageops import check_encoding, encoding_decoder
 from ..index import ImgStoreIndex
+from ..maintenance import reindex_store
 from ..ondisk import FRAME_MD, STORE_INDEX_FILENAME, STORE_MD_FILENAME, StoreMetadata
+from ..parallel import store_to_dask
 from ..results import Frame, FrameMetadata
 from ..storage import LOCAL, LocalStorage, Storage
+from ..verify import verify as verify_store
 from .arrayview import ArrayView
 from .compat import ReferencePrivates
 from .contract import Backend
@@ -451,15 +454,11 @@ class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
 
     def to_dask(self, **kwargs: Any):
         """The frames as a lazy dask array (frames x height x width [x 3]); see :mod:`imgstore.parallel`."""
-        from ..parallel import store_to_dask
-
         return store_to_dask(self, **kwargs)
 
     def verify(self, **kwargs: Any):
         """Read every frame and compare with the index; see :func:`imgstore.verify.verify`."""
-        from ..verify import verify
-
-        return verify(self, **kwargs)
+        return verify_store(self, **kwargs)
 
     def reindex(self) -> None:
         """Renumber frames before the one with frame_number 0 to negative numbers.
@@ -468,8 +467,6 @@ class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
         ``_frame_number_before_reindex`` in each index and in the extra data.
         """
         self._require_mode("r", "reindex")
-        from ..maintenance import reindex_store
-
         reindex_store(self._backend, self._frame_index)
         self._frame_index = self._scanner.scan().index
 

@@ -48,7 +48,7 @@ def read_extra_data(backend: Backend, ignore_corrupt_chunks: bool = False):
     for is_motif, path in iter_extra_data_files(backend):
         try:
             if is_motif:
-                df = _motif.read_motif_extra_data(backend.storage.local_path(path) or path)
+                df = _motif.read_motif_extra_data(path, backend.storage)
             else:
                 df = pd.DataFrame(ondisk.read_extra_json(path, storage=backend.storage))
         except Exception as exc:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..ondisk import StoreMetadata
     from ..storage import Storage
     from .contract import Backend
+    from .scan import ChunkScanner
     from .writing import WriteSession
 
 __all__ = ["StoreInfo"]
@@ -33,6 +34,7 @@ class StoreInfo:
         _basedir: str
         _mode: str
         _backend: Backend
+        _scanner: ChunkScanner
         _storage: Storage
         _created_utc: datetime.datetime
         _timezone_local: Any
@@ -160,6 +162,21 @@ class StoreInfo:
         """frame_time as an aware datetime in the store's time zone (or ``tz``)."""
         return datetime.datetime.fromtimestamp(float(frame_time), tz=tz or self._timezone_local)
 
+    # ------------------------------------------------------------------ chunks
+
+    def chunk_payload_path(self, chunk_n: int) -> str:
+        """Where chunk ``chunk_n``'s frames are: its video file, or its folder of images."""
+        return self._backend.payload_path(int(chunk_n))
+
+    def read_chunk_table(self, chunk_n: int, keys: Sequence[str] = ondisk.FRAME_MD) -> dict[str, np.ndarray] | None:
+        """The per-frame arrays ``keys`` of chunk ``chunk_n`` as on disk (its index, else its journal).
+
+        None if the chunk has neither; raises if they are damaged. Keys the chunk's index
+        lacks (``pts`` of a directory store) are left out.
+        """
+        return self._scanner.read_table(int(chunk_n), self._backend.chunk_base(int(chunk_n)), keys, quiet=False,
+                                        record=False)
+
     # ------------------------------------------------------------------ extra data
 
     def _iter_extra_data_files(self, extensions: Sequence[str] = ondisk.EXTRA_DATA_FILE_EXTENSIONS):
@@ -192,7 +209,7 @@ class StoreInfo:
 
         paths = self.find_extra_data_files(extensions=(".extra_data.h5",))
         for path in paths:
-            attrs = read_motif_h5_attrs(self._storage.local_path(path) or path)
+            attrs = read_motif_h5_attrs(path, self._storage)
             datasets = attrs["_datasets"]
             if len(datasets) > 1:
                 raise MetadataError(f"{path}: several datasets ({', '.join(datasets)}) with their own sample "

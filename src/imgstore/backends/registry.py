@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -68,6 +67,9 @@ def _read_entry_points() -> None:
     if _entry_points_read:
         return
     _entry_points_read = True
+    # importlib.metadata costs ~12 ms to import: only when a store class is first looked up
+    from importlib.metadata import entry_points
+
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         _TARGETS.setdefault(ep.name, ep.value)
 

@@ -225,12 +225,15 @@ class ChunkScanner:
         return [ListedChunk(n, base, self.freshness_key(base)) for n, base in sorted(self.backend.list_chunks())]
 
     def read_table(self, chunk_n: int, base: str, keys: Sequence[str] = FRAME_MD,
-                   quiet: bool = False) -> dict[str, np.ndarray] | None:
+                   quiet: bool = False, record: bool = True) -> dict[str, np.ndarray] | None:
         """A chunk's table; None if it has none or is damaged.
 
         A damaged chunk raises in strict mode, else it is recorded in ``damaged_chunks``
-        with a warning; ``quiet`` returns None for it silently, recording nothing.
+        with a warning; ``quiet`` returns None for it silently, recording nothing; without
+        ``record`` its error is raised to the caller.
         """
+        if not record:
+            return self._load_table(chunk_n, base, keys)
         try:
             if not quiet:
                 return self._load_table(chunk_n, base, keys)

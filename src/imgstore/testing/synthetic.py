@@ -19,8 +19,8 @@ import yaml
 
 from .. import ondisk
 from ..backends.writing import remove_store_files
-from ..storage import LOCAL
 from ..errors import StoreExistsError, UnsupportedFormatError
+from ..storage import LOCAL
 
 __all__ = ["make_synthetic_store", "synthetic_frame"]
 
