@@ -51,7 +51,7 @@ def read_motif_h5_attrs(path: str, storage: Storage = LOCAL) -> dict:
     attrs: dict = {}
     with storage.open_read(path) as raw, h5py.File(raw, "r") as f:
         attrs["_datasets"] = [s.strip() for s in _attr_text(f.attrs["datasets"]).split(",")]
-        for g in f.keys():
+        for g in f:
             attrs[g] = dict(f[g].attrs)
     return attrs
 
@@ -72,7 +72,7 @@ def _read_h5(raw, path: str):
                 raise ValueError(f"{path}: dataset {name} has {arr.shape[0]} rows but {len(columns)} column names")
             for row, column in enumerate(columns):
                 data[column] = arr[row]
-        for field in camera.dtype.names:
+        for field in camera.dtype.names or ():
             data[field] = camera[field][mask]
         data["sample_delay"] = np.asarray(f["sample_delay"])[mask]
     return pd.DataFrame(data)

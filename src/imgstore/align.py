@@ -28,7 +28,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -370,7 +370,7 @@ class MultiStore:
         import pandas as pd
 
         cols: dict[str, Any] = {"step": np.arange(len(self)), self._by: self._keys}
-        for k, (name, store) in enumerate(zip(self._names, self._stores)):
+        for k, (name, store) in enumerate(zip(self._names, self._stores, strict=True)):
             fi = self._shown[:, k]
             ok = fi >= 0
             safe = np.where(ok, fi, 0)
@@ -458,7 +458,7 @@ class StoreAligner:
     MISSING_POLICY_DROP = "drop"
     MISSING_POLICY_HOLD = "zoh"
     MISSING_POLICY_BLACK = "black"
-    _POLICY = {"drop": "drop", "zoh": "repeat", "black": "blank"}
+    _POLICY: ClassVar[dict[str, str]] = {"drop": "drop", "zoh": "repeat", "black": "blank"}
 
     def __init__(self, *stores: ImgStore) -> None:
         if not stores:
@@ -488,9 +488,9 @@ class StoreAligner:
         if self._aligned is None:
             raise AlignmentError("call extract_common_frames(policy) before iter_imgs()")
         for step in self._aligned:
-            imgs = [f.img for f in step.frames]
+            imgs = [f.img if f is not None else None for f in step.frames]
             if return_times:
-                times = [f.frame_time if f.status == "ok" else float("nan") for f in step.frames]
+                times = [f.frame_time if f is not None and f.status == "ok" else float("nan") for f in step.frames]
                 yield step.key, imgs, times
             else:
                 yield step.key, imgs

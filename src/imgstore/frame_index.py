@@ -10,13 +10,17 @@ computed once (lazily, and only when the values are not already sorted).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import FrameIndexError, FrameNotFoundError
 
 #: ``(order or None, sorted keys)`` of a per-frame array (see :meth:`FrameIndex.by_number`)
 SortedView = tuple[np.ndarray | None, np.ndarray]
+#: per-frame values of a chunk: an array or a list
+FrameValues = np.ndarray | Sequence[Any]
 
 
 class FrameIndex:
@@ -32,7 +36,7 @@ class FrameIndex:
         Per-frame values in store order (concatenated chunk by chunk).
     """
 
-    def __init__(self, chunk_numbers: Sequence[int], chunk_lengths: Sequence[int],
+    def __init__(self, chunk_numbers: ArrayLike, chunk_lengths: ArrayLike,
                  frame_number: np.ndarray, frame_time: np.ndarray, *,
                  by_number: SortedView | None = None, by_time: SortedView | None = None) -> None:
         self.chunk_numbers = np.asarray(chunk_numbers, dtype=np.int64)
@@ -54,7 +58,7 @@ class FrameIndex:
         self._stats: dict[str, int | float] = {}
 
     @classmethod
-    def from_chunks(cls, chunks: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> FrameIndex:
+    def from_chunks(cls, chunks: Iterable[tuple[int, FrameValues, FrameValues]]) -> FrameIndex:
         """Build from ``(chunk_n, frame_number, frame_time)`` per chunk; empty chunks are dropped."""
         items = sorted((int(c), fn, ft) for c, fn, ft in chunks if len(fn))
         if not items:
@@ -168,7 +172,7 @@ class FrameIndex:
                 self._time_order, self._time_sorted = order, ft[order]
         return self._time_order, self._time_sorted
 
-    def find_number(self, frame_number: int) -> int:
+    def find_number(self, frame_number: Any) -> int:
         """frame_index of the first frame with exactly this frame_number."""
         value = _as_int(frame_number, "frame_number")
         order, keys = self.by_number()
@@ -177,7 +181,7 @@ class FrameIndex:
             return int(order[pos]) if order is not None else pos
         raise FrameNotFoundError(f"frame #{frame_number} not found in any chunk")
 
-    def nearest_number(self, frame_number: float) -> int:
+    def nearest_number(self, frame_number: Any) -> int:
         """frame_index of the frame whose frame_number is closest (the earlier one on ties)."""
         return self._nearest(self.by_number(), _as_real(frame_number, "frame_number"), "frame_number")
 

@@ -62,7 +62,10 @@ class ImgStoreIndex:
     def __init__(self, db: sqlite3.Connection | None = None, *, frame_index: FrameIndex | None = None) -> None:
         if (db is None) == (frame_index is None):
             raise TypeError("ImgStoreIndex needs either a SQLite connection (db) or a frame_index")
-        self._frame_index = frame_index if frame_index is not None else _read_database(db)
+        if frame_index is None:
+            assert db is not None
+            frame_index = _read_database(db)
+        self._frame_index = frame_index
         fi = self._frame_index
         self.frame_count = len(fi)
         if self.frame_count:

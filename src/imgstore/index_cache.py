@@ -1,10 +1,10 @@
 """A consolidated, versioned cache of a store's frame index, so that week-long stores open instantly.
 
 The cache persists a :class:`~imgstore.backends.scan.ScanState`: the chunk scanner starts
-from it and reads only what changed. Without it, opening a store reads every chunk's index (one small file per chunk: 1800 files
-for a week at 30 frames/s in 10000-frame chunks, 90000 in 200-frame chunks) and checks that
-frame numbers and times are sorted, which costs seconds on a warm disk and minutes on a cold
-network share. The cache is one file in the store, ``.imgstore-index.cache``, holding the
+from it and reads only what changed. Without it, opening a store reads every chunk's index
+(one small file per chunk: 1800 files for a week at 30 frames/s in 10000-frame chunks, 90000
+in 200-frame chunks) and checks that frame numbers and times are sorted, which costs seconds
+on a warm disk and minutes on a cold network share. The cache is one file in the store, ``.imgstore-index.cache``, holding the
 per-frame arrays of every chunk plus, per chunk, the size and modification time of the index
 file they were read from.
 
@@ -182,7 +182,7 @@ def _write_file(storage: Storage, path: str, identity: Identity, cached: ScanSta
         for name, arr in arrays.items():
             f.write(b"\0" * (layout[name]["offset"] - f.tell()))
             data = np.ascontiguousarray(arr, dtype=dtypes[name])
-            f.write(memoryview(data).cast("B"))
+            f.write(memoryview(data.data).cast("B"))
         f.write(b"\0" * (file_size - f.tell()))
 
 

@@ -35,7 +35,7 @@ import time
 import uuid as uuid_module
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import yaml
@@ -439,7 +439,7 @@ def write_chunk_index(base: str, arrays: Mapping[str, np.ndarray], smd: StoreMet
             fields[k] = np.asarray(v)
     path = base + ".npz"
     with storage.atomic_write(path, fsync=fsync) as f:
-        np.savez(f, **fields)
+        np.savez(f, **cast(dict[str, Any], fields))
     return path
 
 
@@ -473,7 +473,7 @@ class ChunkJournal:
         if self._file is None:
             raise StoreWriteError(errno.EBADF, f"journal {self.path} is closed", self.path)
         rec = self._record
-        rec[0] = tuple(values.get(name, 0) for name in self.dtype.names)
+        rec[0] = tuple(values.get(name, 0) for name in self.dtype.names or ())
         self._file.append(rec.tobytes())
         if self._fsync_interval is not None:
             now = time.monotonic()
@@ -508,14 +508,15 @@ def read_journal(path: str, *, storage: Storage = LOCAL) -> dict[str, np.ndarray
     except Exception as exc:  # json, unpacking and numpy raise many kinds for a damaged header
         raise IndexCorruptError(f"{path}: bad journal header ({type(exc).__name__}: {exc})") from None
     # only plain numeric fields, frame_number an integer and frame_time a float, can be trusted
-    plain = dtype.itemsize > 0 and all(dtype[n].shape == () and dtype[n].kind in "iuf" for n in dtype.names)
-    if not plain or dtype.names[:2] != FRAME_MD or dtype["frame_number"].kind not in "iu" \
+    names = dtype.names or ()
+    plain = dtype.itemsize > 0 and all(dtype[n].shape == () and dtype[n].kind in "iuf" for n in names)
+    if not plain or names[:2] != FRAME_MD or dtype["frame_number"].kind not in "iu" \
             or dtype["frame_time"].kind != "f":
         raise IndexCorruptError(f"{path}: bad journal header (fields {fields})")
     body = data[end + 1:]
     n = len(body) // dtype.itemsize
     recs = np.frombuffer(body[: n * dtype.itemsize], dtype=dtype)
-    out = {name: np.array(recs[name]) for name in dtype.names}
+    out = {name: np.array(recs[name]) for name in names}
     out["frame_number"] = out["frame_number"].astype(np.int64)
     out["frame_time"] = out["frame_time"].astype(np.float64)
     return out

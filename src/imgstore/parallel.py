@@ -419,7 +419,7 @@ def map_frames(func: Callable[[np.ndarray], Any], stores: Any, client: Any = Non
         results = _execute([p[3] for p in plan], client, stores_)
         cols: dict[str, list[np.ndarray]] = {"store": [], "frame_index": [], "frame_number": [], "frame_time": []}
         values: list[Any] = []
-        for (s_i, store, sl, _), res in zip(plan, results):
+        for (s_i, store, sl, _), res in zip(plan, results, strict=True):
             n = sl.stop - sl.start
             if len(res) != n:  # pragma: no cover - a task returns one value per frame
                 raise ImgStoreError(f"a task returned {len(res)} results for {n} frames")

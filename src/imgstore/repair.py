@@ -29,6 +29,7 @@ is simply run again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import warnings
@@ -209,7 +210,7 @@ def _repair_chunks(backend: Backend, smd: StoreMetadata, report: RepairReport, d
             if has_journal:
                 # the writer died after writing the index, before removing the journal
                 _do(report, dry_run, f"remove the journal of closed chunk {chunk_n}: {journal}",
-                    lambda j=journal: storage.remove(j))
+                    functools.partial(storage.remove, journal))
             _finish_extra_data(storage, chunk_n, base, report, dry_run)
             continue
 
@@ -220,7 +221,7 @@ def _repair_chunks(backend: Backend, smd: StoreMetadata, report: RepairReport, d
                     f"journal, such as imgstore 0.4, died): their frame numbers and times are unknown")
             else:
                 _do(report, dry_run, f"delete chunk {chunk_n}: created, but the writer died before its first frame",
-                    lambda c=chunk_n, b=base: remove_chunk_files(backend, c, b))
+                    functools.partial(remove_chunk_files, backend, chunk_n, base))
                 report.dropped.append(chunk_n)
             continue
 
@@ -235,7 +236,7 @@ def _repair_chunks(backend: Backend, smd: StoreMetadata, report: RepairReport, d
         if n == 0 and n_extra == 0:
             reason = "no recoverable frame" + (f" ({why})" if table is None else "")
             _do(report, dry_run, f"delete chunk {chunk_n}: {reason}",
-                lambda c=chunk_n, b=base: remove_chunk_files(backend, c, b))
+                functools.partial(remove_chunk_files, backend, chunk_n, base))
             report.dropped.append(chunk_n)
             continue
         if table is None:
@@ -243,10 +244,10 @@ def _repair_chunks(backend: Backend, smd: StoreMetadata, report: RepairReport, d
         what = f"write the index of chunk {chunk_n} from its journal ({n} frames"
         what += f", keeping its {n_extra} extra data records)" if n == 0 else ")"
         _do(report, dry_run, what,
-            lambda b=base, t=table: ondisk.write_chunk_index(b, t, smd, storage=storage))
+            functools.partial(ondisk.write_chunk_index, base, table, smd, storage=storage))
         report.recovered[chunk_n] = n
         _finish_extra_data(storage, chunk_n, base, report, dry_run)
-        _do(report, dry_run, f"remove the journal {journal}", lambda j=journal: storage.remove(j))
+        _do(report, dry_run, f"remove the journal {journal}", functools.partial(storage.remove, journal))
 
 
 def _count_extra(storage: Storage, base: str) -> int:
@@ -267,7 +268,7 @@ def _finish_extra_data(storage: Storage, chunk_n: int, base: str, report: Repair
     if storage.exists(final):
         # written (atomically) at the chunk's close; only the removal of the lines was missed
         _do(report, dry_run, f"remove the extra-data journal of chunk {chunk_n}: {jsonl}",
-            lambda: storage.remove(jsonl))
+            functools.partial(storage.remove, jsonl))
         return
     try:
         records = ondisk.read_extra_json(jsonl, storage=storage)
@@ -291,8 +292,8 @@ def _remove_leftovers(backend: Backend, report: RepairReport, dry_run: bool) -> 
     """Delete ``.partial`` temporary files and journals that belong to no chunk."""
     storage, basedir = backend.storage, backend.basedir
     listed = {os.path.normpath(base) for _, base in backend.list_chunks()}
-    folders = [basedir] + sorted(storage.join(basedir, e.name) for e in storage.list_dir(basedir)
-                                 if e.is_dir and ondisk.parse_chunk_name(e.name) is not None)
+    folders = [basedir, *sorted(storage.join(basedir, e.name) for e in storage.list_dir(basedir)
+                                 if e.is_dir and ondisk.parse_chunk_name(e.name) is not None)]
     for folder in folders:
         try:
             entries = sorted(storage.list_dir(folder), key=lambda e: e.name)
@@ -301,9 +302,10 @@ def _remove_leftovers(backend: Backend, report: RepairReport, dry_run: bool) -> 
         for entry in entries:
             path = storage.join(folder, entry.name)
             if entry.name.endswith(PARTIAL_SUFFIX) and entry.is_file:
-                _do(report, dry_run, f"remove the unfinished temporary file {path}", lambda p=path: storage.remove(p))
+                _do(report, dry_run, f"remove the unfinished temporary file {path}",
+                    functools.partial(storage.remove, path))
             elif entry.name.endswith(ondisk.JOURNAL_SUFFIX) and os.path.normpath(
                     path[: -len(ondisk.JOURNAL_SUFFIX)]) not in listed:
                 # e.g. the journal of a video chunk whose file is gone: nothing it describes exists
                 _do(report, dry_run, f"remove the journal {path} of a chunk that does not exist",
-                    lambda p=path: storage.remove(p))
+                    functools.partial(storage.remove, path))

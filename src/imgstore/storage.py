@@ -31,7 +31,7 @@ import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import IO, BinaryIO, ClassVar
+from typing import IO, BinaryIO
 
 from ._lock import StoreLock, is_locked
 from .errors import StoreWriteError
@@ -78,8 +78,11 @@ class StatToken:
 class Storage(ABC):
     """Where a store's files live (see the module documentation)."""
 
-    #: the storage can write (a read-only local storage, or a remote one, cannot)
-    writable: ClassVar[bool] = False
+
+    @property
+    def writable(self) -> bool:
+        """True if the storage can write (a read-only local storage, or a remote one, cannot)."""
+        return False
 
     # ------------------------------------------------------------------ paths
 
@@ -234,8 +237,8 @@ class LocalStorage(Storage):
     def __init__(self, read_only: bool = False) -> None:
         self.read_only = bool(read_only)
 
-    @property  # type: ignore[override]
-    def writable(self) -> bool:  # a read-only local storage is not writable
+    @property
+    def writable(self) -> bool:
         return not self.read_only
 
     def __repr__(self) -> str:

@@ -532,8 +532,9 @@ class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
         # a writer dropped without close(): let go of the lock and the files; the open chunk
         # stays journaled, as after a crash, and readers recover it
         try:
-            if not getattr(self, "_closed", True) and getattr(self, "_session", None) is not None:
-                self._session.abandon()
+            session = getattr(self, "_session", None)
+            if not getattr(self, "_closed", True) and session is not None:
+                session.abandon()
             self._release_lock()
         except Exception:  # never raise from the garbage collector
             log.debug("%s: releasing an unclosed store failed", getattr(self, "_basedir", "?"), exc_info=True)

@@ -14,7 +14,7 @@ import copy
 import logging
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import yaml
@@ -232,7 +232,7 @@ class ReferencePrivates:
         extension = os.path.splitext(path)[1]
         if extension == ".npz":
             with LOCAL.atomic_write(path) as f:
-                np.savez(f, **{k: np.asarray(v) for k, v in data_dict.items()})
+                np.savez(f, **cast(dict[str, Any], {k: np.asarray(v) for k, v in data_dict.items()}))
         elif extension == ".yaml":
             LOCAL.write_bytes(path, yaml.safe_dump(dict(data_dict)).encode("utf-8"))
         else:

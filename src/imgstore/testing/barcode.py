@@ -9,6 +9,7 @@ The bottom half is moving texture so that video codecs behave as on real footage
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 
 def _band_edges(width: int, bits: int) -> np.ndarray:
@@ -16,7 +17,7 @@ def _band_edges(width: int, bits: int) -> np.ndarray:
 
 
 def make_frame(frame_number: int, height: int = 480, width: int = 640, color: bool = False,
-               bits: int = 20, dtype: np.dtype | str = np.uint8) -> np.ndarray:
+               bits: int = 20, dtype: DTypeLike = np.uint8) -> np.ndarray:
     """A synthetic frame: barcode of ``frame_number`` on top, moving texture below.
 
     For uint16 the values span the full 16-bit range so a lossy 8-bit path would show.
@@ -57,10 +58,8 @@ def read_barcode(img: np.ndarray, bits: int = 20, rows: slice | None = None) -> 
     if arr.ndim == 3:
         arr = arr.mean(axis=2)
     height, width = arr.shape
-    if np.issubdtype(np.asarray(img).dtype, np.integer):
-        scale = float(np.iinfo(np.asarray(img).dtype).max)
-    else:
-        scale = 1.0
+    dtype = np.asarray(img).dtype
+    scale = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
     region = arr[rows if rows is not None else slice(0, height // 2)]
     edges = _band_edges(width, bits)
     value = 0
