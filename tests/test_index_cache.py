@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import mmap
@@ -358,7 +359,7 @@ def test_read_only_store_opens_without_writing(tmp_path, monkeypatch, reads):
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             # root ignores permissions: make the file system refuse as a read-only mount would
             def refuse(*args, **kwargs):
-                raise errors.StoreWriteError(30, "Read-only file system")
+                raise errors.StoreWriteError(errno.EROFS, "Read-only file system")
 
             monkeypatch.setattr(index_cache, "_write_file", refuse)
         with _open(path) as s:

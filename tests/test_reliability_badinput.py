@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import gc
+import errno
 import os
 import shutil
 import warnings
@@ -100,7 +101,7 @@ def test_unreadable_metadata(tmp_path, monkeypatch):
 
     def deny(file, *a, **k):
         if os.fspath(file) == md:
-            raise PermissionError(13, "Permission denied", md)
+            raise PermissionError(errno.EACCES, "Permission denied", md)
         return real_open(file, *a, **k)
 
     monkeypatch.setattr(builtins, "open", deny)

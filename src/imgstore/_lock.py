@@ -15,6 +15,7 @@ import time
 
 from .errors import StoreLockedError, StoreWriteError
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: the writer lock's file name in a store folder (imgstore 0.4's ``STORE_LOCK_FILENAME``)
 STORE_LOCK_FILENAME = ".lock"
 
@@ -57,7 +58,7 @@ def is_locked(basedir: str) -> bool:
         return False
     if fcntl is not None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
         except OSError:
             return False
         try:
@@ -108,7 +109,8 @@ class StoreLock:
 
     def _open(self) -> int:
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # never through a link planted at .lock: the lock note would overwrite its target
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
         except OSError as exc:
             raise StoreWriteError(exc.errno, f"could not create lock {self.path}: {exc.strerror}") from exc
 

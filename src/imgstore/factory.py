@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ def resolve_store_path(path: str | os.PathLike | None, basedir: str | os.PathLik
     if _is_metadata_path(path):
         return os.path.dirname(path) or ".", path
     if read and not (storage.is_dir(path) and storage.exists(storage.join(path, STORE_MD_FILENAME))):
-        raise StoreNotFoundError(2, f"path '{path}' does not exist or is not a store", path)
+        raise StoreNotFoundError(errno.ENOENT, f"path '{path}' does not exist or is not a store", path)
     return path, os.path.join(path, STORE_MD_FILENAME)
 
 

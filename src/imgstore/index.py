@@ -10,10 +10,10 @@ file, in the reference's schema, so files written by either library open in both
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from . import ondisk
 from .errors import ImgStoreError, IndexCorruptError, IndexFileError, StoreWriteError
 from .frame_index import FrameIndex
 from .ondisk import FRAME_MD
-from .storage import LOCAL, Storage, unique_temporary_name
+from .storage import LOCAL, Storage
 
 if TYPE_CHECKING:
     import sqlite3
@@ -195,24 +195,23 @@ class ImgStoreIndex:
     def to_file(self, path: str | os.PathLike, storage: Storage = LOCAL) -> None:
         """Save as a SQLite file in the reference's schema (replacing ``path`` atomically)."""
         import sqlite3
+        import tempfile
 
         path = os.fspath(path)
-        # SQLite writes a local file: a temporary one, then moved into place whole
-        tmp = unique_temporary_name(path)
-        try:
-            db = sqlite3.connect(tmp)
+        # SQLite writes a file of its own: made in a scratch folder, then copied into place
+        # through the storage's atomic write, so the store only ever sees the whole file
+        with tempfile.TemporaryDirectory(prefix="imgstore-index-") as scratch:
+            tmp = os.path.join(scratch, "index.sqlite")
             try:
-                self._write_database(db)
-            finally:
-                db.close()
-            storage.adopt_file(tmp, path, move=True)
-        except sqlite3.Error as exc:
-            raise StoreWriteError(errno.EIO, f"could not write index {path}: {exc}") from exc
-        except OSError as exc:
-            raise StoreWriteError(exc.errno or errno.EIO, f"could not write index {path}: {exc}") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                db = sqlite3.connect(tmp)
+                try:
+                    self._write_database(db)
+                finally:
+                    db.close()
+            except sqlite3.Error as exc:
+                raise StoreWriteError(errno.EIO, f"could not write index {path}: {exc}") from exc
+            with open(tmp, "rb") as src, storage.atomic_write(path) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
 
     def _write_database(self, db: sqlite3.Connection) -> None:
         self.create_database(db)

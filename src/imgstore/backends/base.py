@@ -483,7 +483,7 @@ class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
             return None
         self._require_mode("r", "save_index")
         target = os.fspath(path) if path is not None else self._storage.join(self._basedir, STORE_INDEX_FILENAME)
-        ImgStoreIndex.from_frame_index(self._frame_index).to_file(target)
+        ImgStoreIndex.from_frame_index(self._frame_index).to_file(target, storage=self._storage)
         if path is None:
             self.save_index_cache()
         return target
@@ -521,7 +521,7 @@ class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
                 index_cache.write_after_close(self._scanner, self._storage, self._basedir, self._cache_identity())
                 if save_index:
                     ImgStoreIndex.new_from_chunks(self._backend.list_chunks()).to_file(
-                        self._storage.join(self._basedir, STORE_INDEX_FILENAME))
+                        self._storage.join(self._basedir, STORE_INDEX_FILENAME), storage=self._storage)
             else:
                 self._backend.close_readers()
         finally:
