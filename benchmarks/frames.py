@@ -138,7 +138,7 @@ class FrameSource:
     def _noise_plane(self, n: int) -> np.ndarray:
         if not self._noise:
             rng = np.random.RandomState(self._seed + 1)
-            shape = (self.height - self._top,) + self.shape[1:]
+            shape = (self.height - self._top, *self.shape[1:])
             self._noise = [rng.randint(0, _NOISE_LEVEL + 1, size=shape).astype(np.uint8)
                            for _ in range(_NOISE_PLANES)]
         return self._noise[n % _NOISE_PLANES]

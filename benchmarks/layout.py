@@ -20,10 +20,9 @@ import os
 import shutil
 import uuid
 
+import frames
 import numpy as np
 import yaml
-
-import frames
 
 MARKER = ".bench-layout.json"
 
@@ -99,11 +98,11 @@ def make_index_store(basedir: str, n_frames: int, chunksize: int = 10000, images
         idx = np.arange(first, min(first + chunksize, n_frames), dtype=np.int64)
         fns = idx + idx // 1000
         fts = frames.frame_time(fns)  # vectorised: the same float64 arithmetic per element
-        cdir = os.path.join(basedir, "%06d" % chunk)
+        cdir = os.path.join(basedir, f"{chunk:06d}")
         os.mkdir(cdir)
         np.savez(os.path.join(cdir, "index.npz"), frame_number=fns, frame_time=fts)
         for k in sorted(rng.choice(len(idx), size=min(images_per_chunk, len(idx)), replace=False)):
-            path = os.path.join(cdir, "%06d.npy" % k)
+            path = os.path.join(cdir, f"{k:06d}.npy")
             np.save(path, src.frame(int(fns[k])))
             targets.append([int(idx[k]), int(fns[k]), float(fts[k]), path])
     order = rng.permutation(len(targets))
@@ -135,7 +134,7 @@ def make_video_store(basedir: str, fmt: str, width: int, height: int, color: boo
         yaml.safe_dump(_store_metadata("VideoImgStore", fmt, src.shape, chunksize, ext), f)
     for chunk, first in enumerate(range(0, n, chunksize)):
         fns = np.arange(first, min(first + chunksize, n), dtype=np.int64)
-        with av.open(os.path.join(basedir, "%06d%s" % (chunk, ext)), "w") as container:
+        with av.open(os.path.join(basedir, f"{chunk:06d}{ext}"), "w") as container:
             stream = container.add_stream("libx264", rate=25)
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
@@ -149,7 +148,7 @@ def make_video_store(basedir: str, fmt: str, width: int, height: int, color: boo
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        np.savez(os.path.join(basedir, "%06d.npz" % chunk), frame_number=fns,
+        np.savez(os.path.join(basedir, f"{chunk:06d}.npz"), frame_number=fns,
                  frame_time=np.array([frames.frame_time(int(x)) for x in fns], dtype=np.float64))
     result = {"basedir": basedir, "probe": probe_video(os.path.join(basedir, "000000" + ext))}
     _save_marker(basedir, params, result)

@@ -145,7 +145,7 @@ def summary_table(cases: list[dict]) -> list[str]:
     for case in cases:
         m = case["metrics"]
 
-        def pair(key):
+        def pair(key, m=m):
             o, r = m.get(key, {}).get("ours"), m.get(key, {}).get("reference")
             rr = ratio(o, r)
             if rr is not None:
@@ -392,10 +392,7 @@ def _ratio_check(cases: list, keys: list, target: float) -> tuple[str, str]:
         parts.append(f"{case['title']}: " + "; ".join(bits))
     if not verdicts:
         return "no such case ran", "not measured"
-    if any(v is None for v in verdicts):
-        verdict = "not met (errors)"
-    else:
-        verdict = "met" if all(verdicts) else "not met"
+    verdict = "not met (errors)" if any(v is None for v in verdicts) else "met" if all(verdicts) else "not met"
     return " · ".join(parts), verdict
 
 

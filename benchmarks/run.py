@@ -341,7 +341,7 @@ class Bench:
                 case.notes.append(f"harness store: libx264 via PyAV, measured keyframe interval "
                                   f"{probe.get('keyframe_interval')}, B-frames {probe.get('b_frames')}")
                 chosen = ("harness (PyAV libx264)", path)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 case.notes.append(f"harness store failed: {exc}")
         if chosen is None:
             case.written_by = "nobody"
@@ -350,7 +350,7 @@ class Bench:
             case.written_by = f"written by: {chosen[0]}"
             case.store = chosen[1]
         # keep only the chosen store on disk
-        for lib, results in per_lib.items():
+        for results in per_lib.values():
             for r in results:
                 if isinstance(r, dict) and r.get("basedir") and r["basedir"] != case.store:
                     shutil.rmtree(r["basedir"], ignore_errors=True)
@@ -367,7 +367,7 @@ class Bench:
             return False, "no video chunk found"
         try:
             probe = layout.probe_video(video)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return True, f"could not probe ({exc})"
         measured = probe.get("keyframe_interval")
         expected = min(case.gop, probe.get("frames") or case.gop)
@@ -624,7 +624,7 @@ def main(argv=None) -> int:
         bench.warnings.append(venv_error)
     os.makedirs(bench.work, exist_ok=True)
     meta = {"profile": profile.name, "started": started.strftime("%Y-%m-%d %H:%M"), "reps": profile.reps,
-            "command": " ".join(["python benchmarks/run.py"] + list(sys.argv[1:] if argv is None else argv)),
+            "command": " ".join(["python benchmarks/run.py", *list(sys.argv[1:] if argv is None else argv)]),
             "machine": machine_info()}
     meta.update(bench.info())
     for lib in LIBS:

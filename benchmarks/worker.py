@@ -34,7 +34,9 @@ import traceback
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import frames  # noqa: E402  (sibling module, no package)
+import contextlib
+
+import frames
 
 RESULT_MARK = "@@RESULT "
 START_MARK = "@@START "
@@ -54,7 +56,7 @@ def guarded(fn, *args, **kwargs) -> dict:
     """Run ``fn``; return its dict result, or ``{"error": ...}`` if it raised."""
     try:
         return fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - a benchmark reports, it does not crash
+    except Exception as exc:
         return {"error": short_error(exc), "traceback": traceback.format_exc(limit=6)[-1500:]}
 
 
@@ -63,10 +65,8 @@ def dir_bytes(path: str) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.path.getsize(os.path.join(root, name))
-            except OSError:
-                pass
     return total
 
 
@@ -90,7 +90,7 @@ def store_version() -> str:
         try:
             from importlib.metadata import version as dist_version
             version = dist_version("imgstore")
-        except Exception:  # noqa: BLE001
+        except Exception:
             version = "?"
     return str(version)
 
@@ -105,7 +105,7 @@ def task_info(task: dict) -> dict:
     for mod in ("cv2", "av", "pandas"):
         try:
             out[mod] = __import__(mod).__version__
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             out[mod] = f"n/a ({short_error(exc, 60)})"
     try:
         import imgstore
@@ -113,9 +113,9 @@ def task_info(task: dict) -> dict:
         out["imgstore_path"] = os.path.dirname(getattr(imgstore, "__file__", "") or "")
         try:
             out["formats"] = list(imgstore.get_supported_formats())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             out["formats_error"] = short_error(exc)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         out["imgstore_error"] = short_error(exc)
     return out
 
@@ -208,7 +208,7 @@ def _timed_metadata(path: str) -> dict:
     store = imgstore.new_for_filename(path)
     try:
         t0 = _now()
-        fns, fts = frame_metadata(store)
+        fns, _fts = frame_metadata(store)
         dt = _now() - t0
     finally:
         store.close()
@@ -241,7 +241,7 @@ class Checker:
             try:
                 if int(returned_md[0]) != int(expected):
                     self.md_mismatch += 1
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self.md_mismatch += 1
 
     def summary(self) -> dict:
@@ -447,7 +447,8 @@ def task_physical(task: dict) -> dict:
         shape = tuple(spec["shape"])
         src = np.random.RandomState(0).randint(0, 255, size=shape, dtype=np.uint8)
         dst = np.empty_like(src)
-        out[f"memcopy_{name}"] = guarded(_repeat, lambda: np.copyto(dst, src), float(task.get("rep_time", 1.0)))
+        out[f"memcopy_{name}"] = guarded(_repeat, lambda dst=dst, src=src: np.copyto(dst, src),
+                                         float(task.get("rep_time", 1.0)))
     return out
 
 

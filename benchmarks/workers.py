@@ -9,6 +9,7 @@ worker carries on with the remaining tasks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -39,14 +40,10 @@ def _reader(stream, q: queue.Queue) -> None:
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _tail(path: str, limit: int = 300) -> str:
@@ -111,8 +108,6 @@ def run_batch(python: str, tasks: list[dict], label: str, env: dict | None = Non
             remaining = [t for t in remaining if t["id"] != victim]
         pending = remaining
         for path in (job_path, err_path):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            except OSError:
-                pass
     return results

@@ -58,13 +58,14 @@ def write_stores(root: str) -> list[dict]:
             np.save(path + ".expected.npy", frames)
             with imgstore.new_for_format(fmt, basedir=path, imgshape=shape, imgdtype=np.uint8, chunksize=7,
                                          metadata={"experimenter": "compat", "rig": 3}) as s:
-                for i, (fn, ft) in enumerate(zip(NUMBERS, times)):
+                for i, (fn, ft) in enumerate(zip(NUMBERS, times, strict=False)):
                     s.add_image(frames[i], fn, ft)
                     if i % 4 == 0:
                         s.add_extra_data(temperature=20.0 + i, note=f"n{i}")
                 lossless = s.lossless
             written.append({"name": name, "path": path, "expected": path + ".expected.npy", "format": fmt,
-                            "color": color, "numbers": NUMBERS, "times": times, "lossless": lossless, "shape": list(shape),
+                            "color": color, "numbers": NUMBERS, "times": times, "lossless": lossless,
+                            "shape": list(shape),
                             "metadata": {"experimenter": "compat", "rig": 3},
                             "extra_rows": list(range(0, len(NUMBERS), 4)),
                             "get_image": [NUMBERS[10], NUMBERS[3]]})
@@ -88,7 +89,7 @@ def problems_of(case: dict, got: dict) -> list[str]:
         problems.append("sequential barcodes differ")
     if case["lossless"] and not all(got["sequential_exact"]):
         problems.append(f"{got['sequential_exact'].count(False)} frames not bit-exact")
-    for (fn_got, code), fn in zip(got["random"], case["get_image"]):
+    for (fn_got, code), fn in zip(got["random"], case["get_image"], strict=False):
         if fn_got != fn or code != fn:
             problems.append(f"get_image({fn}) wrong")
     if got["extra_frame_index"] != case["extra_rows"]:
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = write_stores(root)
     results = read_in_reference(python, cases)
     failed = 0
-    for case, got in zip(cases, results):
+    for case, got in zip(cases, results, strict=False):
         new = case["format"] in NEW_FORMATS
         problems = problems_of(case, got)
         status = "ok" if not problems else "FAILED: " + "; ".join(problems)

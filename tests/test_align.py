@@ -149,7 +149,7 @@ def test_time_tolerance_is_inclusive_and_ties_go_to_the_earlier(tmp_path):
         assert ms.keys.tolist() == [T0, T0 + 1, T0 + 1.5, T0 + 2, T0 + 3]
         assert [_numbers(s) for s in ms] == [[0, 100], [1, None], [None, 101], [2, None], [3, 102]]
     with MultiStore([a, b], tolerance=0.24, missing="none") as ms:
-        assert [_numbers(s) for s in ms][0] == [0, None]
+        assert next(_numbers(s) for s in ms) == [0, None]
     with MultiStore([a, b], tolerance=0.25, missing="drop") as ms:
         assert [_numbers(s) for s in ms] == [[0, 100], [3, 102]]
     # with a as the clock, frames only b has are not steps
@@ -230,14 +230,14 @@ def test_time_alignment_against_brute_force(offsets, missing, tol, block):
                 if j != keep:
                     pick[j] = -1
         chosen.append(pick)
-    rows = list(zip(*chosen)) if steps else []
+    rows = list(zip(*chosen, strict=False)) if steps else []
     if missing == "drop":
         keep_rows = [(j, r) for j, r in enumerate(rows) if all(p >= 0 for p in r)]
     else:
         keep_rows = list(enumerate(rows))
     expected = []
     last = [-1] * len(times)
-    for j, r in keep_rows:
+    for _j, r in keep_rows:
         shown = []
         for k, p in enumerate(r):
             if p >= 0:
@@ -268,7 +268,7 @@ def test_store_aligner_applies_the_policy_on_first_use(three, policy, fns):
     assert [fn for fn, _, _ in out] == fns
     for fn, imgs, ts in out:
         assert len(imgs) == 3 and len(ts) == 3
-        for k, (img, t) in enumerate(zip(imgs, ts)):
+        for k, (img, t) in enumerate(zip(imgs, ts, strict=False)):
             has = fn in three[k].frame_numbers
             if has:
                 assert t == T0 + fn
@@ -297,9 +297,8 @@ def test_store_aligner_errors(three, tmp_path):
     with pytest.raises(ValueError, match="'hold'"):
         aligner.extract_common_frames("hold")
     other = make_synthetic_store(str(tmp_path / "other"), 3, 3, frames="all", imgshape=(5, 5))
-    with imgstore.new_for_filename(other) as s:
-        with pytest.raises(errors.InvalidImageError, match=r"\(5, 5\)"):
-            StoreAligner(three[0], s)
+    with imgstore.new_for_filename(other) as s, pytest.raises(errors.InvalidImageError, match=r"\(5, 5\)"):
+        StoreAligner(three[0], s)
 
 
 # ----------------------------------------------------------------------------- arguments

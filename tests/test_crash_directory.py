@@ -56,7 +56,7 @@ def test_sigkill_loses_nothing_returned(tmp_path, fmt, kill_after):
         assert numbers == list(range(len(numbers))) and len(numbers) >= reported
         assert store.get_frame_metadata()["frame_time"] == [1_700_000_000.0 + i / 30.0 for i in numbers]
         for i in numbers:
-            img, (fn, _) = store.get_image(i)
+            img, (_fn, _) = store.get_image(i)
             np.testing.assert_array_equal(img, make_frame(i, 96, 128))
             assert read_barcode(img) == i
         df = store.get_extra_data()
@@ -67,7 +67,7 @@ def test_sigkill_loses_nothing_returned(tmp_path, fmt, kill_after):
 
 def test_crashed_store_can_be_appended(tmp_path):
     dest = str(tmp_path / "store")
-    reported, _ = record_and_kill(dest, "npy", 7, chunksize=5)
+    _reported, _ = record_and_kill(dest, "npy", 7, chunksize=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with imgstore.new_for_filename(dest, mode="a") as s:  # the dead writer's lock is stale

@@ -16,8 +16,9 @@ point inside ``add_image``, a chunk change, ``add_extra_data`` or ``close``. The
   opens without a warning, with the same frames and extra data.
 
 The default run is short (CI). ``--runslow`` runs the long one: ``IMGSTORE_TORTURE_TRIALS``
-trials per format (default 40 for directory formats, 24 for video), seeded by ``IMGSTORE_TORTURE_SEED``; its figures are printed
-(``pytest -s``) and written as JSON to ``IMGSTORE_TORTURE_REPORT`` when that is set.
+trials per format (default 40 for directory formats, 24 for video), seeded by
+``IMGSTORE_TORTURE_SEED``; its figures are printed (``pytest -s``) and written as JSON to
+``IMGSTORE_TORTURE_REPORT`` when that is set.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ class WriterPlan:
         return args
 
     def describe(self) -> str:
-        what = self.stop_at if self.kind != "random" else f"after frame {self.kill_after_frame} + {self.kill_delay:.4f}s"
+        random_kill = f"after frame {self.kill_after_frame} + {self.kill_delay:.4f}s"
+        what = self.stop_at if self.kind != "random" else random_kill
         return f"{self.fmt} seed={self.seed} {self.kind}: {what}"
 
 
@@ -158,7 +160,7 @@ def listing(dest: str) -> dict[str, tuple[int, int]]:
 
 def run_and_kill(dest: str, plan: WriterPlan) -> Crash:
     """Run the writer for ``plan`` and SIGKILL it as planned."""
-    err = tempfile.TemporaryFile(mode="w+")
+    err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in the finally below, after the kill
     proc = subprocess.Popen(plan.argv(dest), stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
                             text=True)
     watchdog = threading.Timer(WATCHDOG_S, proc.kill)
@@ -238,9 +240,9 @@ def check_extras(store, plan: WriterPlan) -> list[tuple[int, int]]:
     df = store.get_extra_data()
     if df is None:
         return []
-    got = list(zip(df["frame_number"].astype(int), df["k"].astype(int)))
+    got = list(zip(df["frame_number"].astype(int), df["k"].astype(int), strict=False))
     assert got == expected_extras(plan, len(got)), f"extra data out of order or unknown: {got}"
-    for fn, rec in zip(df["frame_number"], df.to_dict("records")):
+    for fn, rec in zip(df["frame_number"], df.to_dict("records"), strict=False):
         assert rec["value"] == fn * 0.5 and rec["tag"] == f"t{fn}"
         assert rec["frame_time"] == frame_time(fn) and rec["frame_index"] == fn
     return got
@@ -296,7 +298,7 @@ def trial(root: str, plan: WriterPlan) -> TrialResult:
             check_frames(store, plan.fmt, m, lossless)
             assert check_extras(store, plan) == extras, f"{ctx}: repair changed the extra data"
     return TrialResult(plan=ctx, kind=plan.kind, reported=reported, recovered=m, lost=max(0, reported - m),
-                       allowed_loss=int(round(plan.fps * VIDEO_GRACE_S)) if video and plan.fps else 0,
+                       allowed_loss=round(plan.fps * VIDEO_GRACE_S) if video and plan.fps else 0,
                        closed_chunks=len(crash.chunk_hashes), damaged_chunks=0, open_failed=False,
                        extras_reported=len(crash.extras), extras_recovered=len(extras),
                        repaired_chunks=len(report.recovered))

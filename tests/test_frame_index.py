@@ -28,7 +28,7 @@ def test_lookups_match_brute_force(chunks, number, time):
     idx = _index((c * 2, [r[0] for r in rows], [r[1] for r in rows]) for c, rows in enumerate(chunks))
     flat = [(c * 2, p, fn, ft) for c, rows in enumerate(chunks) for p, (fn, ft) in enumerate(rows)]
     assert len(idx) == len(flat)
-    for i, (c, p, fn, ft) in enumerate(flat):
+    for i, (c, p, _fn, _ft) in enumerate(flat):
         assert idx.locate(i) == (c, p)
     numbers = [r[2] for r in flat]
     times = [r[3] for r in flat]
@@ -54,7 +54,7 @@ def test_bounds_and_types():
     for bad in (-1, 4, 2.5, "x"):
         with pytest.raises(errors.FrameIndexError, match=str(bad)):
             idx.locate(bad)
-    with pytest.raises(errors.FrameNotFoundError, match="5.5"):
+    with pytest.raises(errors.FrameNotFoundError, match=r"5.5"):
         idx.find_number(5.5)
     assert idx.find_number(np.uint8(7)) == 2
     assert (idx.frame_min, idx.frame_max, idx.frame_time_min, idx.frame_time_max) == (5, 8, 1.0, 4.0)

@@ -23,9 +23,8 @@ from hypothesis import strategies as st
 import imgstore
 from imgstore import _lock, errors, index_cache, ondisk
 from imgstore.backends import scan
-from imgstore.storage import PARTIAL_SUFFIX
-from imgstore.testing.synthetic import make_synthetic_store, synthetic_frame
 from imgstore.testing.conformance import snapshot_files
+from imgstore.testing.synthetic import make_synthetic_store, synthetic_frame
 
 BIG = index_cache.READER_WRITE_MIN_CHUNKS  # chunks from which a reader writes the cache itself
 HOUR_NS = 3600 * 10**9
@@ -75,7 +74,7 @@ def _is_mapped(arr: np.ndarray) -> bool:
     return False
 
 
-def _open(path: str, **kwargs) -> ImgStore:
+def _open(path: str, **kwargs) -> imgstore.ImgStore:
     return imgstore.new_for_filename(path, **kwargs)
 
 
@@ -256,7 +255,7 @@ def test_added_and_removed_chunks(tmp_path, reads):
     with _open(path):
         pass
     # a chunk added by another program and one removed
-    extra = os.path.join(path, "%06d" % 200)
+    extra = os.path.join(path, f"{200:06d}")
     os.makedirs(extra)
     ondisk.write_chunk_index(os.path.join(extra, "index"),
                              {"frame_number": np.array([9000, 9001]), "frame_time": np.array([9e9, 9e9 + 1])})
@@ -291,7 +290,8 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, damage, caplog, monkeypa
     with _open(path):
         pass
     c = _cache(path)
-    data = bytearray(open(c, "rb").read())
+    with open(c, "rb") as f:
+        data = bytearray(f.read())
     if damage == "garbage":
         data = bytearray(os.urandom(4096))
     elif damage == "truncated":
@@ -305,10 +305,9 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, damage, caplog, monkeypa
         data[header["arrays"]["chunk_length"]["offset"] + 8] ^= 0x01
     with open(c, "wb") as f:
         f.write(data)
-    with caplog.at_level(logging.DEBUG, logger="imgstore.index_cache"):
-        with _open(path) as s:
-            np.testing.assert_array_equal(s.frame_numbers, expected[0])
-            np.testing.assert_array_equal(s.frame_times, expected[1])
+    with caplog.at_level(logging.DEBUG, logger="imgstore.index_cache"), _open(path) as s:
+        np.testing.assert_array_equal(s.frame_numbers, expected[0])
+        np.testing.assert_array_equal(s.frame_times, expected[1])
     assert "index cache ignored" in caplog.text
     index_cache.read_cache_header(c)  # a big store's reader wrote a good one back
     with _open(path) as s:
@@ -325,9 +324,8 @@ def test_damaged_frame_data_in_cache_caught_by_spot_check(tmp_path, caplog):
     with open(c, "r+b") as f:
         f.seek(header["arrays"]["frame_number"]["offset"])  # chunk 0, frame 0
         f.write(np.array([123456], dtype="<i8").tobytes())
-    with caplog.at_level(logging.DEBUG, logger="imgstore.index_cache"):
-        with _open(path) as s:
-            assert s.frame_numbers[0] == 0
+    with caplog.at_level(logging.DEBUG, logger="imgstore.index_cache"), _open(path) as s:
+        assert s.frame_numbers[0] == 0
     assert "differs from its index" in caplog.text
 
 
@@ -336,18 +334,16 @@ def test_version_mismatch_or_foreign_cache_is_ignored(tmp_path, caplog):
     with _open(path):
         pass
     _rewrite_header(_cache(path), version=9)
-    with caplog.at_level(logging.DEBUG, logger="imgstore.index_cache"):
-        with _open(path) as s:
-            assert len(s) == (BIG + 4) * 4
+    with caplog.at_level(logging.DEBUG, logger="imgstore.index_cache"), _open(path) as s:
+        assert len(s) == (BIG + 4) * 4
     assert "cache version 9" in caplog.text
     assert index_cache.read_cache_header(_cache(path))["version"] == index_cache.CACHE_VERSION
     # a cache copied from another store (same chunk stats, other uuid) is not believed
     other = _big(tmp_path, "other", first_frame_number=10**6)
     shutil.copy(_cache(path), _cache(other))
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="imgstore.index_cache"):
-        with _open(other) as s:
-            assert s.frame_numbers[0] == 10**6
+    with caplog.at_level(logging.DEBUG, logger="imgstore.index_cache"), _open(other) as s:
+        assert s.frame_numbers[0] == 10**6
     assert "cache is of store" in caplog.text
 
 
@@ -364,7 +360,7 @@ def test_read_only_store_opens_without_writing(tmp_path, monkeypatch, reads):
             monkeypatch.setattr(index_cache, "_write_file", refuse)
         with _open(path) as s:
             np.testing.assert_array_equal(s.frame_numbers, expected[0])
-            with pytest.raises(errors.StoreWriteError, match="Read-only|Permission"):
+            with pytest.raises(errors.StoreWriteError, match=r"Read-only|Permission"):
                 s.save_index()
         assert not os.path.exists(_cache(path))
     finally:
@@ -420,9 +416,8 @@ def test_damaged_chunk_warns_every_open(tmp_path):
     with open(os.path.join(path, "000004", "index.npz"), "wb") as f:
         f.write(b"not a zip")
     for _ in range(2):
-        with pytest.warns(imgstore.ImgStoreWarning, match="chunk 4 skipped"):
-            with _open(path) as s:
-                assert 4 in s.damaged_chunks and 4 not in s.chunks
+        with pytest.warns(imgstore.ImgStoreWarning, match="chunk 4 skipped"), _open(path) as s:
+            assert 4 in s.damaged_chunks and 4 not in s.chunks
     with pytest.raises(errors.IndexCorruptError):
         _open(path, strict=True)
 
@@ -536,7 +531,7 @@ def test_lookups_equal_a_cacheless_open(chunks, data):
             # half of the time a chunk changes after the cache was written: the incremental path
             if data.draw(st.booleans()) and len(chunks) > 1:
                 victim = data.draw(st.integers(0, len(chunks) - 1))
-                base = os.path.join(path, "%06d" % victim, "index")
+                base = os.path.join(path, f"{victim:06d}", "index")
                 ondisk.write_chunk_index(base, {"frame_number": np.array([77], dtype=np.int64),
                                                 "frame_time": np.array([150.5])})
                 plain.close()

@@ -5,8 +5,8 @@ conformance suite are not repeated here.)"""
 from __future__ import annotations
 
 import builtins
-import gc
 import errno
+import gc
 import os
 import shutil
 import warnings
@@ -105,7 +105,7 @@ def test_unreadable_metadata(tmp_path, monkeypatch):
         return real_open(file, *a, **k)
 
     monkeypatch.setattr(builtins, "open", deny)
-    with pytest.raises(errors.MetadataError, match="cannot be read.*Permission denied") as info:
+    with pytest.raises(errors.MetadataError, match=r"cannot be read.*Permission denied") as info:
         imgstore.new_for_filename(path)
     assert md in str(info.value)
 
@@ -140,7 +140,7 @@ def test_index_longer_than_the_frames_on_disk(tmp_path):
     path = write(tmp_path / "s")
     os.unlink(os.path.join(path, "000001", "000002.npy"))
     with open_quietly(path) as s:
-        with pytest.raises(errors.ChunkReadError, match="000002.npy is missing"):
+        with pytest.raises(errors.ChunkReadError, match=r"000002.npy is missing"):
             s.get_image(5)
         with pytest.raises(errors.ChunkReadError):
             s[5]
@@ -161,7 +161,7 @@ def test_foreign_frame_file_is_not_returned(tmp_path, replacement):
         with open(target, "wb") as f:
             f.write(b"" if replacement == "empty" else b"hello")
     with open_quietly(path) as s:
-        with pytest.raises(errors.ChunkReadError, match="000001/000000.npy"):
+        with pytest.raises(errors.ChunkReadError, match=r"000001/000000.npy"):
             s.get_image(3)
         assert np.array_equal(s.get_image(4)[0], frame(4))
 
@@ -250,10 +250,9 @@ def test_rejected_frames_change_nothing(tmp_path, fmt):
     right positions (a frame rejected half-way must not shift the ones after it)."""
     path = str(tmp_path / "s")
     with imgstore.new_for_format(fmt, basedir=path, imgshape=SHAPE, chunksize=4) as s:
-        fn = 0
-        for what, value, error, match in BAD_FRAMES:
-            s.add_image(frame(fn), fn, 10.0 + fn)
-            fn += 1
+        for k, (what, value, error, match) in enumerate(BAD_FRAMES):
+            s.add_image(frame(k), k, 10.0 + k)
+            fn = k + 1
             args = {"img": frame(fn), "frame_number": fn, "frame_time": 10.0 + fn, what: value}
             with pytest.raises(error, match=match) as info:
                 s.add_image(args["img"], args["frame_number"], args["frame_time"])
@@ -315,7 +314,7 @@ def test_journal_and_extra_files_damaged_in_the_middle(tmp_path):
         f.write(b"\n".join(lines))
     with open_quietly(str(tmp_path / "s")) as r:
         assert_frames_exact(r, range(4))  # frames are unaffected
-        with pytest.raises(errors.IndexCorruptError, match="index.extra.jsonl: line 2"):
+        with pytest.raises(errors.IndexCorruptError, match=r"index.extra.jsonl: line 2"):
             r.get_extra_data()
         with pytest.warns(imgstore.ImgStoreWarning, match="line 2"):
             assert r.get_extra_data(ignore_corrupt_chunks=True) is None

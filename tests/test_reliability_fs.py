@@ -128,9 +128,9 @@ class FaultyFS:
     def _guard1(self, name):
         def call(path, *args, **kwargs):
             # removing files frees space: only a read-only file system refuses it
-            if self.active and self._under(path):
-                if self.mode == "readonly" or (name == "mkdir" and self.budget <= 0):
-                    raise self._refuse(path)
+            if self.active and self._under(path) and (
+                    self.mode == "readonly" or (name == "mkdir" and self.budget <= 0)):
+                raise self._refuse(path)
             return self._real[name](path, *args, **kwargs)
 
         return call
@@ -292,7 +292,7 @@ def test_short_journal_write_is_cut_back(tmp_path, monkeypatch):
     journal = ondisk.ChunkJournal(path)
     journal.append(frame_number=1, frame_time=1.0)
     fs.budget = 5  # 5 of the next record's 16 bytes fit
-    with pytest.raises(errors.StoreWriteError, match="j.journal"):
+    with pytest.raises(errors.StoreWriteError, match=r"j.journal"):
         journal.append(frame_number=2, frame_time=2.0)
     fs.lift()
     journal.append(frame_number=3, frame_time=3.0)
@@ -307,7 +307,7 @@ def test_short_extra_write_is_cut_back(tmp_path, monkeypatch):
     writer = ondisk.ExtraDataWriter(str(tmp_path / "c"))
     writer.append(ondisk.encode_extra_record({"a": 1}))
     fs.budget = 4
-    with pytest.raises(errors.StoreWriteError, match="extra.jsonl"):
+    with pytest.raises(errors.StoreWriteError, match=r"extra.jsonl"):
         writer.append(ondisk.encode_extra_record({"a": 2}))
     fs.lift()
     writer.append(ondisk.encode_extra_record({"a": 3}))
@@ -414,7 +414,7 @@ def _ballast(mnt, size: int) -> str:
     return p
 
 
-@pytest.mark.parametrize("fmt", ["npy", "png"] + [f for f in torture_formats() if is_video(f)][:2])
+@pytest.mark.parametrize("fmt", ["npy", "png", *[f for f in torture_formats() if is_video(f)][:2]])
 def test_real_disk_full(tmpfs, fmt):
     """A tmpfs that really fills up (video payloads included): frames before the error are kept."""
     ballast = _ballast(tmpfs, 256 * 1024)

@@ -52,7 +52,7 @@ def live_writer(tmp_path):
     """A writer process holding a store, stopped (alive) after journaling its 8th frame."""
     dest = str(tmp_path / "s")
     plan = make_plan("npy", 0, "stop", "frame-journaled")
-    proc = subprocess.Popen(plan.argv(dest)[:-2] + ["--stop-at", "frame-journaled:8"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*plan.argv(dest)[:-2], "--stop-at", "frame-journaled:8"], stdout=subprocess.PIPE,
                             text=True)
     for line in proc.stdout:
         if line.startswith("at "):
@@ -197,7 +197,7 @@ def test_existing_store_needs_overwrite_or_append(tmp_path):
     path = str(tmp_path / "s")
     with imgstore.new_for_format("npy", basedir=path, imgshape=(8, 8)) as s:
         s.add_image(np.zeros((8, 8), np.uint8), 0, 1.0)
-    with pytest.raises(errors.StoreExistsError, match="overwrite=True.*mode='a'") as info:
+    with pytest.raises(errors.StoreExistsError, match=r"overwrite=True.*mode='a'") as info:
         imgstore.new_for_format("npy", basedir=path, imgshape=(8, 8))
     assert isinstance(info.value, FileExistsError)
     with imgstore.new_for_filename(path) as r:
@@ -212,7 +212,7 @@ def test_chunks_without_metadata_are_not_mixed_into(tmp_path):
         for i in range(5):
             s.add_image(np.full((8, 8), i, np.uint8), i, float(i))
     os.unlink(os.path.join(path, "metadata.yaml"))
-    with pytest.raises(errors.StoreExistsError, match="000000.*no metadata.yaml"):
+    with pytest.raises(errors.StoreExistsError, match=r"000000.*no metadata.yaml"):
         imgstore.new_for_format("npy", basedir=path, imgshape=(8, 8))
     with imgstore.new_for_format("npy", basedir=path, imgshape=(8, 8), chunksize=2, overwrite=True) as s:
         s.add_image(np.full((8, 8), 77, np.uint8), 77, 77.0)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import errno
+import json
 import os
 import socket
 import warnings
@@ -12,16 +12,15 @@ import numpy as np
 import pytest
 
 import imgstore
-from imgstore import errors, ondisk
+from imgstore import errors
 from imgstore.cli import main as cli_main
 from imgstore.cli import repair as cli_repair
 from imgstore.repair import RepairReport, repair
-from imgstore.testing.barcode import make_frame, read_barcode
 from imgstore.storage import LocalStorage
+from imgstore.testing.barcode import make_frame, read_barcode
 from imgstore.testing.reference import read_in_reference
 
 from .test_crash_torture import HEIGHT, WIDTH, is_video, make_plan, run_and_kill, torture_formats
-
 
 
 def crashed_store(tmp_path, fmt="npy", point="frame-journaled:12", name="s", **plan_kw) -> tuple[str, int]:
@@ -85,7 +84,7 @@ def test_interrupted_repair_is_run_again(tmp_path, monkeypatch):
         return real(self, p, *a, **k)
 
     monkeypatch.setattr(LocalStorage, "write_bytes", full)
-    with pytest.raises(errors.StoreWriteError, match="extra.json"):
+    with pytest.raises(errors.StoreWriteError, match=r"extra.json"):
         repair(path)
     monkeypatch.undo()
     assert not os.path.exists(os.path.join(path, ".lock"))  # released on the way out

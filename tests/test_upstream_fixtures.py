@@ -52,7 +52,7 @@ def test_sequential_barcodes(closed_store):
     got = []
     while True:
         try:
-            img, (fn, ft) = store.get_next_image()
+            img, (fn, _ft) = store.get_next_image()
         except EOFError:
             break
         assert img.shape == tuple(entry["imgshape"])
@@ -135,7 +135,7 @@ def test_motif_store(fixtures_dir):
         assert md["frame_number"] == list(range(179))
         assert md["frame_time"] == [fn + 1.0 for fn in range(179)]
         # no created_utc: derived from the file's mtime, in the local zone
-        created, tz = store.created
+        created, _tz = store.created
         assert created.timestamp() == pytest.approx(os.path.getmtime(store.full_path))
         for i in np.random.default_rng(5).permutation(179):
             img, (fn, ft) = store.get_image(int(i))

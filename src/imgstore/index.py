@@ -210,7 +210,8 @@ class ImgStoreIndex:
                     db.close()
             except sqlite3.Error as exc:
                 raise StoreWriteError(errno.EIO, f"could not write index {path}: {exc}") from exc
-            with open(tmp, "rb") as src, storage.atomic_write(path) as dst:
+            # unique: several readers may save the same store's index at once
+            with open(tmp, "rb") as src, storage.atomic_write(path, unique=True) as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
 
     def _write_database(self, db: sqlite3.Connection) -> None:

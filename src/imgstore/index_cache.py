@@ -4,9 +4,9 @@ The cache persists a :class:`~imgstore.backends.scan.ScanState`: the chunk scann
 from it and reads only what changed. Without it, opening a store reads every chunk's index
 (one small file per chunk: 1800 files for a week at 30 frames/s in 10000-frame chunks, 90000
 in 200-frame chunks) and checks that frame numbers and times are sorted, which costs seconds
-on a warm disk and minutes on a cold network share. The cache is one file in the store, ``.imgstore-index.cache``, holding the
-per-frame arrays of every chunk plus, per chunk, the size and modification time of the index
-file they were read from.
+on a warm disk and minutes on a cold network share. The cache is one file in the store,
+``.imgstore-index.cache``, holding the per-frame arrays of every chunk plus, per chunk, the
+size and modification time of the index file they were read from.
 
 Trust
     The cache is never believed blindly. On open, imgstore lists the chunks and ``stat()``\\ s
