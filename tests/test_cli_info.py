@@ -223,3 +223,16 @@ def test_times_in_the_zone_the_recording_names(tmp_path, capsys):
         from imgstore.cli._common import recording_timezone
 
         assert recording_timezone(store) == store.created[1]  # not a zone: the store's own
+
+
+def test_random_access_comes_from_the_store_class(gappy_store, monkeypatch, capsys):
+    from imgstore.backends.directory import DirectoryImgStore
+
+    assert info.main([gappy_store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["random_access"] is True
+    monkeypatch.setattr(DirectoryImgStore, "supports_random_access", False)
+    assert info.main([gappy_store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["random_access"] is False
+    assert info.main([gappy_store]) == 0
+    assert re.search(r"^format\s+npy \(DirectoryImgStore, lossless, slow out of order\)$", capsys.readouterr().out,
+                     re.M)

@@ -30,12 +30,12 @@ from ._common import (
     UsageError,
     check_format,
     describe_error,
-    is_video_format,
     positive_float,
     positive_int,
     resolve_format,
     run_command,
     to_uint8,
+    writing_options,
 )
 
 __all__ = ["VideoExporter", "convert_store", "extra_records", "main"]
@@ -191,6 +191,15 @@ def _source_fps(store, requested: float | None) -> float | None:
     return _estimated_fps(store)
 
 
+def _same_backend(src, fmt: str) -> bool:
+    """True if the store class writing ``fmt`` keeps its frames as ``src``'s does (same chunk sizes make sense)."""
+    from ..backends import registry
+
+    dest_cls = registry.class_for_format(fmt)
+    src_backend = getattr(type(src), "backend_class", None)
+    return dest_cls is not None and src_backend is not None and dest_cls.backend_class is src_backend
+
+
 def _copy_recording_time(src, dest_path: str) -> None:
     """Give the new store the source's creation time and time zone.
 
@@ -330,12 +339,10 @@ def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | No
                 store.close()
                 raise UsageError(f"--format {fmt} but {dest} is a {store.format} store")
         else:
-            options: dict[str, Any] = {}
-            if is_video_format(fmt) and fps_value:
-                options["fps"] = fps_value
-            if quality is not None:
-                options["quality"] = quality
-            if chunksize is None and is_video_format(fmt) == is_video_format(src.format):
+            options, not_taken = writing_options(fmt, fps=fps_value, quality=quality)
+            if "quality" in not_taken and to_video is None:
+                warnings.warn(f"--quality does not apply to format {fmt}; ignored", stacklevel=1)
+            if chunksize is None and _same_backend(src, fmt):
                 chunksize = src.chunksize  # same kind of backend: keep the chunking
             if chunksize is not None:
                 options["chunksize"] = chunksize

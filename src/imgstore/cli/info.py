@@ -177,6 +177,8 @@ def summarize(store) -> dict[str, Any]:
         "class": smd.get("class"),
         "uuid": store.uuid,
         "lossless": _lossless(store),
+        # frames read out of order cost about as much as in order (the store class says so)
+        "random_access": bool(type(store).supports_random_access),
         "encoding": store.encoding,
         "image_shape": [int(x) for x in store.image_shape],
         "image_dtype": str(store.image_dtype),
@@ -218,6 +220,8 @@ def format_summary(info: dict[str, Any]) -> str:
     """The human-readable text of a :func:`summarize` result."""
     lossless = {True: "lossless", False: "lossy", None: "lossless: unknown"}[info["lossless"]]
     enc = f", encoding {info['encoding']}" if info["encoding"] else ""
+    if info.get("random_access") is False:
+        enc += ", slow out of order"
     n = info["frame_count"]
     rows = [
         ("store", info["path"]),

@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -40,7 +41,6 @@ from ._common import (
     UsageError,
     check_format,
     default_format,
-    is_video_format,
     parse_metadata,
     parse_size,
     parse_time,
@@ -48,6 +48,7 @@ from ._common import (
     positive_float,
     positive_int,
     run_command,
+    writing_options,
 )
 
 __all__ = [
@@ -395,13 +396,10 @@ def record(source: Source, dest: str, fmt: str, args: argparse.Namespace, stop: 
     except StopIteration:
         raise CLIError(f"{source.name}: no frames") from None
     img0 = first[0]
-    options: dict[str, Any] = {}
-    if is_video_format(fmt):
-        fps = args.fps or source.fps
-        if fps:
-            options["fps"] = fps
-    if args.quality is not None:
-        options["quality"] = args.quality
+    # --fps also paces the test pattern and is asked of a camera: it is not an error for a format without it
+    options, not_taken = writing_options(fmt, fps=args.fps or source.fps, quality=args.quality)
+    if "quality" in not_taken:
+        warnings.warn(f"--quality does not apply to format {fmt}; ignored", stacklevel=1)
     kwargs: dict[str, Any] = {"chunksize": args.chunksize} if args.chunksize else {}
     store = imgstore.new_for_format(fmt, basedir=dest, imgshape=img0.shape, imgdtype=img0.dtype,
                                     metadata=parse_metadata(args.metadata), overwrite=args.overwrite,
