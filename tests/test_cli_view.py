@@ -70,6 +70,20 @@ def get(url: str) -> tuple[int, dict, bytes]:
         return exc.code, dict(exc.headers), exc.read()
 
 
+#: how a program finds the run's token: in the page, where the page's script reads it
+TOKEN_IN_PAGE = re.compile(rb'<meta name="imgstore-token" content="([A-Za-z0-9_-]{20,})">')
+
+
+def quit_viewer(url: str) -> dict:
+    """``POST /quit`` as the page does it: with the token the page carries."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        m = TOKEN_IN_PAGE.search(r.read())
+    assert m, "no token in the page"
+    req = urllib.request.Request(url + "quit", data=b"", method="POST", headers={"X-Imgstore-Token": m.group(1)})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
 def test_info_endpoint(server):
     status, headers, body = get(server.url + "info")
     assert status == 200 and headers["Content-Type"] == "application/json"
@@ -82,7 +96,15 @@ def test_info_endpoint(server):
 def test_page_is_served(server):
     status, headers, body = get(server.url)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert b'id="frames"' in body and b'id="timeline"' in body and b"/quit" in body
+    assert b'id="frames"' in body and b'id="timeline"' in body
+    assert b'<script src="/viewer.js">' in body and b'href="/viewer.css"' in body
+    m = TOKEN_IN_PAGE.search(body)
+    assert m and m.group(1).decode() == server.token
+    status, headers, script = get(server.url + "viewer.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert b'fetch("/quit"' in script and b'"X-Imgstore-Token": TOKEN' in script
+    status, headers, style = get(server.url + "viewer.css")
+    assert status == 200 and headers["Content-Type"].startswith("text/css") and b"#timeline" in style
 
 
 def test_frame_endpoint(server):
@@ -149,9 +171,7 @@ def test_quit_stops_serving(store_path):
     srv = view.make_server(store)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    req = urllib.request.Request(srv.url + "quit", data=b"", method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        assert json.loads(r.read()) == {"stopping": True}
+    assert quit_viewer(srv.url) == {"stopping": True}
     thread.join(10)
     assert not thread.is_alive()
     srv.server_close()
@@ -168,13 +188,16 @@ def test_bad_arguments(capsys, tmp_path):
 
 def test_opens_browser(store_path, tmp_path):
     """Without --no-browser the URL goes to the user's browser ($BROWSER here: a script that
-    notes the URL and then stops the viewer through /quit)."""
+    notes the URL and then stops the viewer through /quit, with the token from the page)."""
     seen = tmp_path / "url.txt"
     browser = tmp_path / "browser.py"
     browser.write_text(
-        "import sys, urllib.request\n"
+        "import re, sys, urllib.request\n"
         f"open({str(seen)!r}, 'w').write(sys.argv[1])\n"
-        "urllib.request.urlopen(urllib.request.Request(sys.argv[1] + 'quit', data=b'', method='POST'))\n")
+        "page = urllib.request.urlopen(sys.argv[1]).read()\n"
+        f"token = re.search({TOKEN_IN_PAGE.pattern!r}, page).group(1)\n"
+        "urllib.request.urlopen(urllib.request.Request(sys.argv[1] + 'quit', data=b'', method='POST',\n"
+        "                                              headers={'X-Imgstore-Token': token}))\n")
     env = {**os.environ, "BROWSER": f"{sys.executable} {browser} %s", "DISPLAY": ":99"}
     proc = subprocess.run([sys.executable, "-m", "imgstore", "view", store_path], env=env,
                           capture_output=True, text=True, timeout=60)
@@ -193,7 +216,7 @@ def test_no_display_prints_ssh_hint(store_path):
         proc.stdout.readline()  # "press Esc or q..."
         hint = proc.stdout.readline()
         assert hint.startswith("no display here") and "ssh -L" in hint
-        urllib.request.urlopen(urllib.request.Request(url + "quit", data=b"", method="POST"), timeout=10)
+        quit_viewer(url)
         assert proc.wait(timeout=15) == 0
     finally:
         stop(proc)
