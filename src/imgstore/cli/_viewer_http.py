@@ -42,6 +42,8 @@ IDLE_TIMEOUT = 30.0
 MAX_CONNECTIONS = 32
 #: largest request body accepted (no endpoint reads one; a POST may carry an empty form)
 MAX_BODY = 64 * 1024
+#: bytes per second a client must at least read an answer at (a 2.7 MB PNG frame: 27 s more)
+MIN_SEND_RATE = 100_000
 #: header carrying the run's token on requests that change the server's state
 TOKEN_HEADER = "X-Imgstore-Token"
 #: names of the loopback interface a browser on this machine may use in ``Host``
@@ -127,7 +129,12 @@ class ViewerRequestHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            # a large frame over a slow tunnel takes longer than an idle pause; a client reading slower is dropped
+            self.connection.settimeout(self.server.idle_timeout + len(body) / MIN_SEND_RATE)
+            try:
+                self.wfile.write(body)
+            finally:
+                self.connection.settimeout(self.server.idle_timeout)
 
     def _json(self, code: int, obj: Any) -> None:
         self._send(code, to_json(obj, indent=None).encode(), "application/json")
