@@ -22,7 +22,8 @@ def write_store(path, numbers, times, fmt="npy", shape=(48, 64), chunksize=10, m
     with imgstore.new_for_format(fmt, basedir=str(path), imgshape=shape, imgdtype="uint8", chunksize=chunksize,
                                  metadata=metadata or {}) as store:
         for i, (fn, ft) in enumerate(zip(numbers, times, strict=False)):
-            store.add_image(make_frame(fn, *shape[:2], color=len(shape) == 3), fn, ft)
+            height, width = shape[:2]
+            store.add_image(make_frame(fn, height, width, color=len(shape) == 3), fn, ft)
             if i in extra_at:
                 store.add_extra_data(sensor=i, label=f"s{i}")
     return str(path)

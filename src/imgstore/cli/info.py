@@ -93,7 +93,7 @@ def frame_number_gaps(frame_numbers: np.ndarray, frame_times: np.ndarray | None 
     for k in order:
         i = int(where[k])
         frame_index = int(first_index[i + 1])
-        gap = {"after": int(uniq[i]), "before": int(uniq[i + 1]), "missing": int(missing[k]),
+        gap: dict[str, Any] = {"after": int(uniq[i]), "before": int(uniq[i + 1]), "missing": int(missing[k]),
                "frame_index": frame_index}
         if frame_times is not None:
             gap["at"] = format_local(float(frame_times[frame_index]), tz)

@@ -157,6 +157,7 @@ class TestPatternSource(Source):
     __test__ = False  # not a pytest test class despite the name
     name = "testsrc"
     steady = True
+    fps: float  # always known here
 
     def __init__(self, size: tuple[int, int], color: bool, fps: float, paced: bool,
                  start_time: float | None = None) -> None:
@@ -264,10 +265,12 @@ class VideoFileSource(Source):
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else None
         self.total = int(stream.frames) or None
-        if self.total is None and stream.duration is not None and self.fps:
-            self.total = round(float(stream.duration * stream.time_base) * self.fps)
+        time_base = stream.time_base
+        if self.total is None and stream.duration is not None and time_base is not None and self.fps:
+            self.total = round(float(stream.duration * time_base) * self.fps)
         # pts are relative to the stream's declared start (MPEG-TS files start at 1.4 s...)
-        self._t_start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        start = stream.start_time
+        self._t_start = float(start * time_base) if start is not None and time_base is not None else 0.0
         self.start_time = time.time() if start_time is None else start_time
         self._size = size
         self._pix = "bgr24" if color else "gray"
@@ -275,7 +278,7 @@ class VideoFileSource(Source):
     def frames(self) -> Iterator[tuple[np.ndarray, int, float]]:
         import av
 
-        kwargs = {"width": self._size[0], "height": self._size[1]} if self._size else {}
+        kwargs: dict[str, Any] = {"width": self._size[0], "height": self._size[1]} if self._size else {}
         try:
             for i, frame in enumerate(self._container.decode(self._stream)):
                 rel = frame.time - self._t_start if frame.time is not None else i / (self.fps or 25.0)
@@ -311,9 +314,10 @@ def _progress(source: Source, limit: int | None, duration: float | None):
     if limit is not None:
         total = min(total, limit) if total else limit
     if duration is not None and source.fps and source.steady:
-        total = min(total or math.inf, math.ceil(duration * source.fps))
+        in_duration = math.ceil(duration * source.fps)
+        total = min(total, in_duration) if total else in_duration
     # a source that runs until stopped gets a plain counter (frames, rate, elapsed)
-    return tqdm(total=total if total and total != math.inf else None, unit=" frames",
+    return tqdm(total=total or None, unit=" frames",
                 desc=f"recording {source.name}", file=sys.stderr, dynamic_ncols=True, mininterval=0.25)
 
 
@@ -493,7 +497,7 @@ def run(args: argparse.Namespace) -> int:
             source.close()
     finally:
         stop.restore()
-    if stop:
+    if stop.signal is not None:
         print(f"stopped after {n} frames ({signal.Signals(stop.signal).name})", flush=True)
     else:
         print(f"recorded {n} frames", flush=True)
