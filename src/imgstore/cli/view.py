@@ -12,7 +12,7 @@ followed: new frames appear as they are written.
 
 Endpoints (all GET unless noted):
 
-``/``                         the viewer page
+``/``                         the viewer page (``/viewer.css``, ``/viewer.js``: its style and script)
 ``/info``                     the first store's summary of ``imgstore-info --json`` plus ``playback_fps``,
                               ``frame_count`` (steps), ``live`` and ``stores`` (every store's summary)
 ``/status``                   ``steps``, ``live``, ``frame_counts``, ``version`` (cheap; the page polls it)
@@ -24,9 +24,12 @@ Endpoints (all GET unless noted):
 ``POST /quit``                stop the server (the command then exits with status 0); needs the run's
                               token in ``X-Imgstore-Token`` (the page has it)
 
-The store side (the answers) is :mod:`._viewer_session`, the HTTP side (and what it
-refuses: other sites' pages, a foreign ``Host``) :mod:`._viewer_http`, the page itself
-the package data ``static/viewer.{html,css,js}``.
+A value that cannot be read (``index=x``, a frame number beyond 64 bits) is answered 400.
+Requests from anything but the viewer's own page or a program on this machine (a foreign
+``Host`` or ``Origin``) are refused with 403 (see :mod:`._viewer_http`).
+
+The store side (the answers) is :mod:`._viewer_session`, the HTTP side :mod:`._viewer_http`,
+the page itself the package data ``static/viewer.{html,css,js}``.
 """
 
 from __future__ import annotations
