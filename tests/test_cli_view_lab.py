@@ -139,7 +139,7 @@ def test_asking_for_the_frame_shown_does_not_freeze(driver, lab_store):
         poll(lambda: text(driver, "frame_index") == str(last - 1), what="a step back after End twice")
         box = driver.find_element(By.ID, "goto")
         for _ in range(2):
-            driver.execute_script("status('looking up')")  # the lookup clears it once its frame is shown
+            driver.execute_script("showStatus('looking up')")  # the lookup clears it once its frame is shown
             box.clear()
             box.send_keys("1020", Keys.ENTER)
             poll(lambda: text(driver, "status") == "" and text(driver, "frame_number") == "1020" and idle(driver),

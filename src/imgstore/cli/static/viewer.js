@@ -15,7 +15,8 @@ let events = [];       // [step, kind (0 gap, 1 pause), store, size, text], by s
 let shownTimes = [];   // performance.now() of frames shown while playing
 let extraTimer = null, extraAt = -1;
 
-function status(text) { $("status").textContent = text || ""; }
+// the line of messages under the controls (window.status is a browser global: another name)
+function showStatus(text) { $("status").textContent = text || ""; }
 function clamp(i) { return Math.min(Math.max(0, Math.round(i)), Math.max(n - 1, 0)); }
 function el(tag, cls, text) { const e = document.createElement(tag); if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text; return e; }
@@ -58,7 +59,7 @@ async function fetchFrame(i, k) {
   const r = await fetch("/frame?index=" + i + "&store=" + k, {cache: "no-store"});
   if (!r.ok) {
     let msg = r.statusText;
-    try { msg = (await r.json()).error; } catch (e) { /* not JSON */ }
+    try { msg = (await r.json()).error; } catch { /* not JSON */ }
     return {ok: false, error: msg};
   }
   const url = URL.createObjectURL(await r.blob());
@@ -84,15 +85,15 @@ async function load() {
     try {
       results = await Promise.all(panes.map((p, k) => fetchFrame(i, k)));
     } catch (e) {
-      if (!stopped) status("cannot reach the viewer: " + e);
+      if (!stopped) showStatus("cannot reach the viewer: " + e);
       index = i;  // do not retry forever; the next key press asks again
       break;
     }
     await Promise.all(results.map((r, k) => r.ok ? setImage(panes[k].img, r.url) : null));
     index = i;
     const bad = results.find((r) => !r.ok);
-    if (bad) status("frame " + i + ": " + bad.error);
-    else if ($("status").dataset.kind === "error") status("");
+    if (bad) showStatus("frame " + i + ": " + bad.error);
+    else if ($("status").dataset.kind === "error") showStatus("");
     $("status").dataset.kind = bad ? "error" : "";
     results.forEach((r, k) => {
       if (!r.ok) return;
@@ -241,18 +242,18 @@ $("timeline").addEventListener("click", (e) => {
     const dx = Math.abs(ev[0] - s) * (r.width - 2 * pad) / Math.max(n - 1, 1);
     if (dx <= 4 && (!best || dx < best.dx)) best = {dx, ev};
   }
-  if (best) { go(best.ev[0]).then(() => status(best.ev[4])); } else go(s);
+  if (best) { go(best.ev[0]).then(() => showStatus(best.ev[4])); } else go(s);
 });
 
 function jumpEvent(dir) {
-  if (!events.length) { status("no dropped frames or pauses"); return; }
+  if (!events.length) { showStatus("no dropped frames or pauses"); return; }
   const here = wanted;
   let target = null;
   if (dir > 0) target = events.find((ev) => ev[0] > here);
   else for (let k = events.length - 1; k >= 0; k--) if (events[k][0] < here) { target = events[k]; break; }
-  if (!target) { status(dir > 0 ? "no more drops after this frame" : "no drops before this frame"); return; }
+  if (!target) { showStatus(dir > 0 ? "no more drops after this frame" : "no drops before this frame"); return; }
   const texts = events.filter((ev) => ev[0] === target[0]).map((ev) => ev[4]);
-  go(target[0]).then(() => status(texts.join("; ")));
+  go(target[0]).then(() => showStatus(texts.join("; ")));
 }
 
 async function loadEvents() {
@@ -272,7 +273,7 @@ async function loadEvents() {
     }
     s.title = j.left_out ? j.left_out + " smaller events are not marked" : "";
     drawTimeline();
-  } catch (e) { /* the timeline is an extra: the frames still work */ }
+  } catch { /* the timeline is an extra: the frames still work */ }
 }
 
 // ------------------------------------------------------------------ extra data
@@ -287,7 +288,7 @@ function scheduleExtra() {
     try {
       const r = await fetch("/extra?index=" + i, {cache: "no-store"});
       if (r.ok) renderExtra(await r.json());
-    } catch (e) { /* shown again at the next frame */ }
+    } catch { /* shown again at the next frame */ }
     if (index !== extraAt) scheduleExtra();
   }, playing ? 200 : 0);
 }
@@ -376,7 +377,7 @@ async function poll() {
       extraAt = -1;
       scheduleExtra();
     }
-  } catch (e) { /* the server stopped: quit() says so */ }
+  } catch { /* the server stopped: quit() says so */ }
   setTimeout(poll, live ? 500 : 3000);
 }
 
@@ -384,7 +385,7 @@ function setLive(value) {
   if (value === live) return;
   live = value;
   document.body.classList.toggle("live", live);
-  if (!live && n > 0) status("recording ended: " + n + " frames");
+  if (!live && n > 0) showStatus("recording ended: " + n + " frames");
 }
 
 // ------------------------------------------------------------------ the rest
@@ -395,19 +396,19 @@ async function quit() {
   stopped = true;
   try {
     await fetch("/quit", {method: "POST", headers: {"X-Imgstore-Token": TOKEN}});
-  } catch (e) { /* the server may already be gone */ }
+  } catch { /* the server may already be gone */ }
   document.body.classList.add("stopped");
   document.body.classList.remove("live");
-  status("viewer stopped; you can close this tab");
+  showStatus("viewer stopped; you can close this tab");
 }
 
 async function lookup(text) {
   const r = await fetch("/lookup?q=" + encodeURIComponent(text), {cache: "no-store"});
   const j = await r.json();
-  if (!r.ok) { status(j.error); return; }
-  status("");
+  if (!r.ok) { showStatus(j.error); return; }
+  showStatus("");
   await go(j.index);
-  status(j.note || "");  // after the frame, so the note never describes the previous one
+  showStatus(j.note || "");  // after the frame, so the note never describes the previous one
 }
 
 function toggleHelp(on) { document.body.classList.toggle("helpon", on); }
@@ -458,7 +459,7 @@ $("gotoform").addEventListener("submit", (e) => {
   try {
     const r = await fetch("/info", {cache: "no-store"});
     info = await r.json();
-  } catch (e) { status("cannot reach the viewer: " + e); return; }
+  } catch (e) { showStatus("cannot reach the viewer: " + e); return; }
   n = info.frame_count;
   fps = info.playback_fps;
   version = info.version;
@@ -475,7 +476,7 @@ $("gotoform").addEventListener("submit", (e) => {
   setLive(info.live);
   loadEvents();
   poll();
-  if (n === 0) { status(live ? "waiting for the first frame" : "this store has no frames");
+  if (n === 0) { showStatus(live ? "waiting for the first frame" : "this store has no frames");
                  document.body.dataset.ready = "1"; return; }
   if (live) { follow = true; show(n - 1); } else show(0);
 })();
