@@ -22,7 +22,8 @@ def write_store(path, numbers, times, fmt="npy", shape=(48, 64), chunksize=10, m
     with imgstore.new_for_format(fmt, basedir=str(path), imgshape=shape, imgdtype="uint8", chunksize=chunksize,
                                  metadata=metadata or {}) as store:
         for i, (fn, ft) in enumerate(zip(numbers, times, strict=False)):
-            store.add_image(make_frame(fn, *shape[:2], color=len(shape) == 3), fn, ft)
+            height, width = shape[:2]
+            store.add_image(make_frame(fn, height, width, color=len(shape) == 3), fn, ft)
             if i in extra_at:
                 store.add_extra_data(sensor=i, label=f"s{i}")
     return str(path)
@@ -223,3 +224,16 @@ def test_times_in_the_zone_the_recording_names(tmp_path, capsys):
         from imgstore.cli._common import recording_timezone
 
         assert recording_timezone(store) == store.created[1]  # not a zone: the store's own
+
+
+def test_random_access_comes_from_the_store_class(gappy_store, monkeypatch, capsys):
+    from imgstore.backends.directory import DirectoryImgStore
+
+    assert info.main([gappy_store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["random_access"] is True
+    monkeypatch.setattr(DirectoryImgStore, "supports_random_access", False)
+    assert info.main([gappy_store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["random_access"] is False
+    assert info.main([gappy_store]) == 0
+    assert re.search(r"^format\s+npy \(DirectoryImgStore, lossless, slow out of order\)$", capsys.readouterr().out,
+                     re.M)

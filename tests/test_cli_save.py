@@ -240,13 +240,13 @@ def test_signal_stops_cleanly(tmp_path, sig):
             assert m, f"recording stalled: {err + more!r}"
             progress = re.findall(r"(\d+) frames \[", more)
         proc.send_signal(sig)
-        out, rest = proc.communicate(timeout=30)
+        out_bytes, rest = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, rest.decode()
-    out = out.decode()
+    out = out_bytes.decode()
     m = re.search(rf"stopped after (\d+) frames \({sig.name}\)", out)
     assert m, out
     n = int(m.group(1))

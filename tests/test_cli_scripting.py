@@ -39,6 +39,7 @@ def test_closed_pipe_is_not_an_error(small_store, extra):
     """``imgstore-info X | head``: the reader went away before we wrote; no 'Broken pipe', status 0."""
     proc = subprocess.Popen([sys.executable, "-m", "imgstore", "info", small_store, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # long before the command has imported anything, let alone printed
     err = proc.stderr.read()
     proc.stderr.close()
@@ -156,7 +157,9 @@ def test_readme_main_job_records_the_test_pattern():
 
 
 def test_readme_python_example_runs_verbatim(tmp_path, monkeypatch):
-    block = re.search(r"## Using it\n\n```python\n(.*?)```", readme(), re.S).group(1)
+    found = re.search(r"## Using it\n\n```python\n(.*?)```", readme(), re.S)
+    assert found, "the Python example is missing from the README"
+    block = found.group(1)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)

@@ -57,6 +57,7 @@ def test_truncated_video_chunk(truncated_video, capsys):
     assert not report.ok
     [problem] = report.problems
     assert problem.kind == "truncated" and problem.chunk == 1
+    assert problem.first is not None
     # the cut lands inside chunk 1 and runs to its end; chunks 0 and 2 are untouched
     assert 20 < problem.first < 40 and problem.last == 39
     assert (problem.frame_number_first, problem.frame_number_last) == (problem.first, 39)

@@ -17,6 +17,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import IO
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -70,6 +71,21 @@ def get(url: str) -> tuple[int, dict, bytes]:
         return exc.code, dict(exc.headers), exc.read()
 
 
+#: how a program finds the run's token: in the page, where the page's script reads it
+TOKEN_IN_PAGE = re.compile(rb'<meta name="imgstore-token" content="([A-Za-z0-9_-]{20,})">')
+
+
+def quit_viewer(url: str) -> dict:
+    """``POST /quit`` as the page does it: with the token the page carries."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        m = TOKEN_IN_PAGE.search(r.read())
+    assert m, "no token in the page"
+    req = urllib.request.Request(url + "quit", data=b"", method="POST",
+                                 headers={"X-Imgstore-Token": m.group(1).decode()})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
 def test_info_endpoint(server):
     status, headers, body = get(server.url + "info")
     assert status == 200 and headers["Content-Type"] == "application/json"
@@ -82,15 +98,43 @@ def test_info_endpoint(server):
 def test_page_is_served(server):
     status, headers, body = get(server.url)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert b'id="frames"' in body and b'id="timeline"' in body and b"/quit" in body
+    assert b'id="frames"' in body and b'id="timeline"' in body
+    assert b'<script src="/viewer.js">' in body and b'href="/viewer.css"' in body
+    m = TOKEN_IN_PAGE.search(body)
+    assert m and m.group(1).decode() == server.token
+    status, headers, script = get(server.url + "viewer.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert b'fetch("/quit"' in script and b'"X-Imgstore-Token": TOKEN' in script
+    status, headers, style = get(server.url + "viewer.css")
+    assert status == 200 and headers["Content-Type"].startswith("text/css") and b"#timeline" in style
+
+
+def decode_grey(data: bytes) -> np.ndarray:
+    """An encoded image (PNG, JPEG) as grey pixels."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert img is not None, "not an image"
+    return img
+
+
+def url_in(text: str) -> str:
+    """The viewer's URL in a line it printed."""
+    m = re.search(r"http://127\.0\.0\.1:\d+/", text)
+    assert m, f"no URL in {text!r}"
+    return m.group(0)
+
+
+def pipe(stream: IO[str] | None) -> IO[str]:
+    """A subprocess's stdout or stderr, opened with PIPE."""
+    assert stream is not None
+    return stream
 
 
 def test_frame_endpoint(server):
-    import cv2
-
     status, headers, body = get(server.url + "frame?index=12")
     assert status == 200 and headers["Content-Type"] == "image/jpeg"
-    img = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_GRAYSCALE)
+    img = decode_grey(body)
     assert img.shape == SHAPE
     assert read_barcode(img) == NUMBERS[12]
     assert headers["X-Frame-Index"] == "12"
@@ -149,9 +193,7 @@ def test_quit_stops_serving(store_path):
     srv = view.make_server(store)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    req = urllib.request.Request(srv.url + "quit", data=b"", method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        assert json.loads(r.read()) == {"stopping": True}
+    assert quit_viewer(srv.url) == {"stopping": True}
     thread.join(10)
     assert not thread.is_alive()
     srv.server_close()
@@ -168,18 +210,21 @@ def test_bad_arguments(capsys, tmp_path):
 
 def test_opens_browser(store_path, tmp_path):
     """Without --no-browser the URL goes to the user's browser ($BROWSER here: a script that
-    notes the URL and then stops the viewer through /quit)."""
+    notes the URL and then stops the viewer through /quit, with the token from the page)."""
     seen = tmp_path / "url.txt"
     browser = tmp_path / "browser.py"
     browser.write_text(
-        "import sys, urllib.request\n"
+        "import re, sys, urllib.request\n"
         f"open({str(seen)!r}, 'w').write(sys.argv[1])\n"
-        "urllib.request.urlopen(urllib.request.Request(sys.argv[1] + 'quit', data=b'', method='POST'))\n")
+        "page = urllib.request.urlopen(sys.argv[1]).read()\n"
+        f"token = re.search({TOKEN_IN_PAGE.pattern!r}, page).group(1)\n"
+        "urllib.request.urlopen(urllib.request.Request(sys.argv[1] + 'quit', data=b'', method='POST',\n"
+        "                                              headers={'X-Imgstore-Token': token}))\n")
     env = {**os.environ, "BROWSER": f"{sys.executable} {browser} %s", "DISPLAY": ":99"}
     proc = subprocess.run([sys.executable, "-m", "imgstore", "view", store_path], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    url = re.search(r"http://127\.0\.0\.1:\d+/", proc.stdout).group(0)
+    url = url_in(proc.stdout)
     assert seen.read_text() == url
     assert "viewer stopped" in proc.stdout
 
@@ -189,11 +234,12 @@ def test_no_display_prints_ssh_hint(store_path):
     proc = subprocess.Popen([sys.executable, "-m", "imgstore", "view", store_path], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        url = re.search(r"http://127\.0\.0\.1:\d+/", proc.stdout.readline()).group(0)
-        proc.stdout.readline()  # "press Esc or q..."
-        hint = proc.stdout.readline()
+        out = pipe(proc.stdout)
+        url = url_in(out.readline())
+        out.readline()  # "press Esc or q..."
+        hint = out.readline()
         assert hint.startswith("no display here") and "ssh -L" in hint
-        urllib.request.urlopen(urllib.request.Request(url + "quit", data=b"", method="POST"), timeout=10)
+        quit_viewer(url)
         assert proc.wait(timeout=15) == 0
     finally:
         stop(proc)
@@ -233,11 +279,11 @@ def start_viewer(store_path: str, *extra: str) -> tuple[subprocess.Popen, str]:
     """``python -m imgstore view`` in a subprocess; returns it and the URL it printed."""
     proc = subprocess.Popen([sys.executable, "-m", "imgstore", "view", store_path, *extra, "--no-browser"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()  # the first line names the URL once the server listens
+    line = pipe(proc.stdout).readline()  # the first line names the URL once the server listens
     m = re.search(r"http://127\.0\.0\.1:\d+/", line)
     if not m:
         proc.kill()
-        raise AssertionError(f"no URL printed: {line!r} {proc.stderr.read()!r}")
+        raise AssertionError(f"no URL printed: {line!r} {pipe(proc.stderr).read()!r}")
     return proc, m.group(0)
 
 
@@ -246,18 +292,16 @@ def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait()
-    proc.stdout.close()
-    proc.stderr.close()
+    pipe(proc.stdout).close()
+    pipe(proc.stderr).close()
 
 
 def shown_frame(driver) -> np.ndarray:
     """The pixels of the <img> as they appear in a screenshot (grey)."""
-    import cv2
-
     left, top, width, height = driver.execute_script(
         "const r = document.getElementById('frame').getBoundingClientRect();"
         "return [r.left, r.top, r.width, r.height];")
-    shot = cv2.imdecode(np.frombuffer(driver.get_screenshot_as_png(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    shot = decode_grey(driver.get_screenshot_as_png())
     x, y = round(left), round(top)
     return shot[y:y + round(height), x:x + round(width)]
 
@@ -364,7 +408,7 @@ def test_escape_quits(driver, store_path):
         box = driver.find_element(By.ID, "goto")
         box.send_keys("10", Keys.ESCAPE)
         assert proc.wait(timeout=15) == 0
-        out = proc.stdout.read()
+        out = pipe(proc.stdout).read()
         assert "viewer stopped" in out
     finally:
         stop(proc)

@@ -22,7 +22,7 @@ import imgstore
 from imgstore.align import MultiStore
 from imgstore.testing.barcode import make_frame, read_barcode
 
-from .test_cli_view import _browser, start_viewer, stop
+from .test_cli_view import _browser, decode_grey, pipe, start_viewer, stop
 
 T0 = 1_700_000_000.0
 SHAPE = (48, 160)
@@ -101,12 +101,10 @@ def press(drv, *keys: str) -> None:
 
 def grab(drv, element_id: str) -> np.ndarray:
     """The pixels of an element as they appear in a screenshot (grey)."""
-    import cv2
-
     left, top, width, height = drv.execute_script(
         f"const r = document.getElementById('{element_id}').getBoundingClientRect();"
         "return [r.left, r.top, r.width, r.height];")
-    shot = cv2.imdecode(np.frombuffer(drv.get_screenshot_as_png(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    shot = decode_grey(drv.get_screenshot_as_png())
     x, y = round(left), round(top)
     return shot[y:y + round(height), x:x + round(width)]
 
@@ -141,7 +139,7 @@ def test_asking_for_the_frame_shown_does_not_freeze(driver, lab_store):
         poll(lambda: text(driver, "frame_index") == str(last - 1), what="a step back after End twice")
         box = driver.find_element(By.ID, "goto")
         for _ in range(2):
-            driver.execute_script("status('looking up')")  # the lookup clears it once its frame is shown
+            driver.execute_script("showStatus('looking up')")  # the lookup clears it once its frame is shown
             box.clear()
             box.send_keys("1020", Keys.ENTER)
             poll(lambda: text(driver, "status") == "" and text(driver, "frame_number") == "1020" and idle(driver),
@@ -256,7 +254,9 @@ def test_playback_speed_and_falling_behind(driver, tmp_path):
         assert speed.get_attribute("value") == "8"
         press(driver, " ")
         poll(lambda: text(driver, "perf").startswith("behind: "), what="the falling-behind note")
-        reached, asked = re.match(r"behind: ([\d.]+) of (\d+) fps", text(driver, "perf")).groups()
+        behind = re.match(r"behind: ([\d.]+) of (\d+) fps", text(driver, "perf"))
+        assert behind, text(driver, "perf")
+        reached, asked = behind.groups()
         assert asked == "480" and float(reached) < 480 * 0.85
         assert "behind" in driver.find_element(By.ID, "perf").get_attribute("class")
         press(driver, " ")
@@ -403,7 +403,7 @@ def test_save_view_serves_the_recording_as_it_is_made(driver, tmp_path):
     try:
         url = None
         for _ in range(5):  # its own lines come first, then the viewer's
-            line = writer.stdout.readline()
+            line = pipe(writer.stdout).readline()
             m = re.search(r"http://127\.0\.0\.1:\d+/", line)
             if m:
                 url = m.group(0)
@@ -418,7 +418,7 @@ def test_save_view_serves_the_recording_as_it_is_made(driver, tmp_path):
         screenshot(driver, "view-live-1280x800.png")
         writer.send_signal(signal.SIGINT)
         assert writer.wait(timeout=30) == 0
-        rest = writer.stdout.read()
+        rest = pipe(writer.stdout).read()
         assert "stopped after" in rest and "viewer stopped" in rest
         with pytest.raises(OSError):  # the viewer stopped with the recording
             urllib.request.urlopen(url + "status", timeout=5)
@@ -426,4 +426,4 @@ def test_save_view_serves_the_recording_as_it_is_made(driver, tmp_path):
         if writer.poll() is None:
             writer.kill()
         writer.wait()
-        writer.stdout.close()
+        pipe(writer.stdout).close()

@@ -31,7 +31,6 @@ __all__ = [
     "default_format",
     "format_duration",
     "format_local",
-    "is_video_format",
     "parse_metadata",
     "parse_size",
     "parse_time",
@@ -43,6 +42,7 @@ __all__ = [
     "run_command",
     "to_json",
     "to_uint8",
+    "writing_options",
 ]
 
 #: exit statuses of every command (docs/cli.md)
@@ -238,31 +238,56 @@ def run_command(prog: str, parser: argparse.ArgumentParser, run: Callable[[argpa
 
 # ---------------------------------------------------------------------- formats
 
-def directory_formats() -> list[str]:
-    """Formats of directory stores (always available: numpy and OpenCV)."""
-    from ..backends.directory import DirectoryImgStore
-
-    return DirectoryImgStore.supported_formats()
+def _kind(cls: type) -> str:
+    """What a user calls the stores of ``cls`` in messages: ``VideoImgStore`` -> ``video``."""
+    name = getattr(cls, "class_name", "") or cls.__name__
+    return name.removesuffix("ImgStore").lower() or name
 
 
 def available_formats() -> tuple[list[str], str | None]:
-    """``(formats this installation writes, why video formats are missing or None)``.
+    """``(formats this installation writes, why some store class's formats are missing or None)``.
 
-    :func:`imgstore.get_supported_formats` raises ImportError when the video layer
-    (PyAV) cannot be loaded; the directory formats still work then, so the tools go on
-    with those and say why video is missing.
+    Every writing store class of :mod:`imgstore.backends.registry` is asked for its
+    formats. One whose layer cannot be imported (PyAV for video) raises ImportError; the
+    others still work then, so the tools go on with their formats and say what is missing.
     """
-    import imgstore
+    from ..backends import registry
 
-    try:
-        return list(imgstore.get_supported_formats()), None
-    except ImportError as exc:
-        return directory_formats(), f"video formats unavailable: {describe_error(exc)}"
+    formats: list[str] = []
+    missing: list[str] = []
+    for cls in registry.store_classes():
+        if not cls.supports_writing:
+            continue
+        try:
+            formats.extend(cls.supported_formats())
+        except ImportError as exc:
+            missing.append(f"{_kind(cls)} formats unavailable: {describe_error(exc)}")
+    return formats, "; ".join(missing) or None
 
 
-def is_video_format(fmt: str) -> bool:
-    """True for formats stored as video files (everything but the directory formats)."""
-    return fmt not in directory_formats()
+def writing_options(fmt: str, **given: Any) -> tuple[dict[str, Any], list[str]]:
+    """Split writing options between those format ``fmt`` takes and those it does not.
+
+    Parameters
+    ----------
+    fmt
+        A format this installation writes.
+    **given
+        Option values; None means not given.
+
+    Returns
+    -------
+    options, not_taken
+        ``{name: value}`` of the given options the format's backend takes
+        (:func:`imgstore.backends.registry.write_options`), and the names of the given
+        ones it does not take.
+    """
+    from ..backends import registry
+
+    takes = registry.write_options(fmt)
+    options = {k: v for k, v in given.items() if v is not None and k in takes}
+    not_taken = sorted(k for k, v in given.items() if v is not None and k not in takes)
+    return options, not_taken
 
 
 def default_format() -> str:
@@ -285,7 +310,8 @@ def check_format(fmt: str) -> str:
     name = resolve_format(fmt)
     formats, why = available_formats()
     if name not in formats:
-        hint = f" ({why})" if why and is_video_format(name) else ""
+        # the store class that would write it may be the one that cannot be loaded
+        hint = f" ({why})" if why else ""
         raise UsageError(f"--format {fmt!r} is not supported here{hint}; choose from {', '.join(formats)}")
     return name
 

@@ -19,7 +19,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,13 +30,16 @@ from ._common import (
     UsageError,
     check_format,
     describe_error,
-    is_video_format,
     positive_float,
     positive_int,
     resolve_format,
     run_command,
     to_uint8,
+    writing_options,
 )
+
+if TYPE_CHECKING:
+    from ..backends.base import ImgStore
 
 __all__ = ["VideoExporter", "convert_store", "extra_records", "main"]
 
@@ -61,6 +64,11 @@ _RESERVED = ("frame_number", "frame_time", "frame_index")
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _given(value: Any) -> Any | None:
+    """``value``, or None when it is missing (None or NaN: a column a record did not have)."""
+    return None if _is_missing(value) else value
 
 
 def extra_records(store) -> list[dict[str, Any]]:
@@ -91,13 +99,13 @@ def _records_by_index(store, records: list[dict[str, Any]]) -> dict[int, list[di
     """Group records by the frame_index they belong to (-1: before the first frame)."""
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
-        idx = rec.get("frame_index")
-        if _is_missing(idx):
+        idx = _given(rec.get("frame_index"))
+        if idx is None:
             # files without frame_index (some Motif files): place by frame_number, else by time
-            fn, ft = rec.get("frame_number"), rec.get("frame_time")
-            if not _is_missing(fn):
+            fn, ft = _given(rec.get("frame_number")), _given(rec.get("frame_time"))
+            if fn is not None:
                 idx = store.frame_index_of(int(fn), exact=False)
-            elif not _is_missing(ft):
+            elif ft is not None:
                 idx = store.frame_index_at_time(float(ft))
             else:
                 idx = -1
@@ -146,6 +154,7 @@ class VideoExporter:
         self._stream.options = {"crf": str(int(crf)), "preset": "medium"}
         self._stream.codec_context.time_base = Fraction(1) / rate
         self._n = 0
+        self._open = True
 
     def write(self, img: np.ndarray) -> None:
         """Append one frame (grey or BGR, any dtype)."""
@@ -163,14 +172,14 @@ class VideoExporter:
 
     def close(self) -> None:
         """Flush the encoder and finish the file."""
-        if self._container is None:
+        if not self._open:
             return
+        self._open = False
         try:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
         finally:
             self._container.close()
-            self._container = None
 
 
 def _estimated_fps(store) -> float | None:
@@ -189,6 +198,15 @@ def _source_fps(store, requested: float | None) -> float | None:
     if isinstance(options, dict) and options.get("fps"):
         return float(options["fps"])
     return _estimated_fps(store)
+
+
+def _same_backend(src, fmt: str) -> bool:
+    """True if the store class writing ``fmt`` keeps its frames as ``src``'s does (same chunk sizes make sense)."""
+    from ..backends import registry
+
+    dest_cls = registry.class_for_format(fmt)
+    src_backend = getattr(type(src), "backend_class", None)
+    return dest_cls is not None and src_backend is not None and dest_cls.backend_class is src_backend
 
 
 def _copy_recording_time(src, dest_path: str) -> None:
@@ -217,19 +235,13 @@ class DamagedSourceError(CLIError):
 
 def _ranges(values: Sequence[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``'1-3, 7'`` (sorted input)."""
-    parts: list[str] = []
-    start = prev = None
+    runs: list[list[int]] = []  # [first, last] of each run of consecutive values
     for v in values:
-        if start is None:
-            start = prev = v
-        elif v == prev + 1:
-            prev = v
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
         else:
-            parts.append(f"{start}-{prev}" if prev != start else f"{start}")
-            start = prev = v
-    if start is not None:
-        parts.append(f"{start}-{prev}" if prev != start else f"{start}")
-    return ", ".join(parts)
+            runs.append([v, v])
+    return ", ".join(f"{first}-{last}" if last != first else f"{first}" for first, last in runs)
 
 
 def resume_position(src, dest: str) -> int:
@@ -330,12 +342,10 @@ def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | No
                 store.close()
                 raise UsageError(f"--format {fmt} but {dest} is a {store.format} store")
         else:
-            options: dict[str, Any] = {}
-            if is_video_format(fmt) and fps_value:
-                options["fps"] = fps_value
-            if quality is not None:
-                options["quality"] = quality
-            if chunksize is None and is_video_format(fmt) == is_video_format(src.format):
+            options, not_taken = writing_options(fmt, fps=fps_value, quality=quality)
+            if "quality" in not_taken and to_video is None:
+                warnings.warn(f"--quality does not apply to format {fmt}; ignored", stacklevel=1)
+            if chunksize is None and _same_backend(src, fmt):
                 chunksize = src.chunksize  # same kind of backend: keep the chunking
             if chunksize is not None:
                 options["chunksize"] = chunksize
@@ -354,17 +364,17 @@ def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | No
             writer = csv.writer(csv_file)
             writer.writerow(["frame_index", "frame_number", "frame_time"])
 
-        def _add_extra(index: int) -> None:
+        def _add_extra(target: ImgStore, index: int) -> None:
             for rec in by_index.get(index, ()):
-                store.add_extra_data(**{k: v for k, v in rec.items() if k not in _RESERVED})
+                target.add_extra_data(**{k: v for k, v in rec.items() if k not in _RESERVED})
                 result["extra_records"] += 1
-                own_fn, own_ft = rec.get("frame_number"), rec.get("frame_time")
-                if index >= 0 and ((not _is_missing(own_fn) and own_fn != store.frame_number)
-                                   or (not _is_missing(own_ft) and abs(own_ft - store.frame_time) > 1e-3)):
+                own_fn, own_ft = _given(rec.get("frame_number")), _given(rec.get("frame_time"))
+                if index >= 0 and ((own_fn is not None and own_fn != target.frame_number)
+                                   or (own_ft is not None and abs(own_ft - target.frame_time) > 1e-3)):
                     result["mismatched_extra"] += 1
 
         if store is not None and start == 0:
-            _add_extra(-1)  # records added before the first frame
+            _add_extra(store, -1)  # records added before the first frame
         targets = " and ".join(x for x in (dest, to_video) if x)
         with tqdm(total=n, initial=start, unit=" frames", desc=f"converting to {targets}", file=sys.stderr,
                   dynamic_ncols=True, mininterval=0.25, disable=not progress) as bar:
@@ -387,7 +397,7 @@ def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | No
                     continue
                 if store is not None:
                     store.add_image(img, frame_number, frame_time)
-                    _add_extra(index)
+                    _add_extra(store, index)
                 if exporter is not None:
                     exporter.write(img)
                     writer.writerow([index, frame_number, repr(frame_time)])
@@ -396,7 +406,7 @@ def convert_store(src, dest: str | None, fmt: str | None, *, chunksize: int | No
         if store is not None and damaged is None and not result["interrupted"]:
             # records pointing past the last frame (should not happen) are not lost
             for index in sorted(i for i in by_index if i >= n):
-                _add_extra(index)
+                _add_extra(store, index)
     finally:
         if store is not None:
             store.close()

@@ -93,7 +93,7 @@ def frame_number_gaps(frame_numbers: np.ndarray, frame_times: np.ndarray | None 
     for k in order:
         i = int(where[k])
         frame_index = int(first_index[i + 1])
-        gap = {"after": int(uniq[i]), "before": int(uniq[i + 1]), "missing": int(missing[k]),
+        gap: dict[str, Any] = {"after": int(uniq[i]), "before": int(uniq[i + 1]), "missing": int(missing[k]),
                "frame_index": frame_index}
         if frame_times is not None:
             gap["at"] = format_local(float(frame_times[frame_index]), tz)
@@ -177,6 +177,8 @@ def summarize(store) -> dict[str, Any]:
         "class": smd.get("class"),
         "uuid": store.uuid,
         "lossless": _lossless(store),
+        # frames read out of order cost about as much as in order (the store class says so)
+        "random_access": bool(type(store).supports_random_access),
         "encoding": store.encoding,
         "image_shape": [int(x) for x in store.image_shape],
         "image_dtype": str(store.image_dtype),
@@ -218,6 +220,8 @@ def format_summary(info: dict[str, Any]) -> str:
     """The human-readable text of a :func:`summarize` result."""
     lossless = {True: "lossless", False: "lossy", None: "lossless: unknown"}[info["lossless"]]
     enc = f", encoding {info['encoding']}" if info["encoding"] else ""
+    if info.get("random_access") is False:
+        enc += ", slow out of order"
     n = info["frame_count"]
     rows = [
         ("store", info["path"]),

@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -40,7 +41,6 @@ from ._common import (
     UsageError,
     check_format,
     default_format,
-    is_video_format,
     parse_metadata,
     parse_size,
     parse_time,
@@ -48,6 +48,7 @@ from ._common import (
     positive_float,
     positive_int,
     run_command,
+    writing_options,
 )
 
 __all__ = [
@@ -156,6 +157,7 @@ class TestPatternSource(Source):
     __test__ = False  # not a pytest test class despite the name
     name = "testsrc"
     steady = True
+    fps: float  # always known here
 
     def __init__(self, size: tuple[int, int], color: bool, fps: float, paced: bool,
                  start_time: float | None = None) -> None:
@@ -263,10 +265,12 @@ class VideoFileSource(Source):
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else None
         self.total = int(stream.frames) or None
-        if self.total is None and stream.duration is not None and self.fps:
-            self.total = round(float(stream.duration * stream.time_base) * self.fps)
+        time_base = stream.time_base
+        if self.total is None and stream.duration is not None and time_base is not None and self.fps:
+            self.total = round(float(stream.duration * time_base) * self.fps)
         # pts are relative to the stream's declared start (MPEG-TS files start at 1.4 s...)
-        self._t_start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        start = stream.start_time
+        self._t_start = float(start * time_base) if start is not None and time_base is not None else 0.0
         self.start_time = time.time() if start_time is None else start_time
         self._size = size
         self._pix = "bgr24" if color else "gray"
@@ -274,7 +278,7 @@ class VideoFileSource(Source):
     def frames(self) -> Iterator[tuple[np.ndarray, int, float]]:
         import av
 
-        kwargs = {"width": self._size[0], "height": self._size[1]} if self._size else {}
+        kwargs: dict[str, Any] = {"width": self._size[0], "height": self._size[1]} if self._size else {}
         try:
             for i, frame in enumerate(self._container.decode(self._stream)):
                 rel = frame.time - self._t_start if frame.time is not None else i / (self.fps or 25.0)
@@ -310,9 +314,10 @@ def _progress(source: Source, limit: int | None, duration: float | None):
     if limit is not None:
         total = min(total, limit) if total else limit
     if duration is not None and source.fps and source.steady:
-        total = min(total or math.inf, math.ceil(duration * source.fps))
+        in_duration = math.ceil(duration * source.fps)
+        total = min(total, in_duration) if total else in_duration
     # a source that runs until stopped gets a plain counter (frames, rate, elapsed)
-    return tqdm(total=total if total and total != math.inf else None, unit=" frames",
+    return tqdm(total=total or None, unit=" frames",
                 desc=f"recording {source.name}", file=sys.stderr, dynamic_ncols=True, mininterval=0.25)
 
 
@@ -395,13 +400,10 @@ def record(source: Source, dest: str, fmt: str, args: argparse.Namespace, stop: 
     except StopIteration:
         raise CLIError(f"{source.name}: no frames") from None
     img0 = first[0]
-    options: dict[str, Any] = {}
-    if is_video_format(fmt):
-        fps = args.fps or source.fps
-        if fps:
-            options["fps"] = fps
-    if args.quality is not None:
-        options["quality"] = args.quality
+    # --fps also paces the test pattern and is asked of a camera: it is not an error for a format without it
+    options, not_taken = writing_options(fmt, fps=args.fps or source.fps, quality=args.quality)
+    if "quality" in not_taken:
+        warnings.warn(f"--quality does not apply to format {fmt}; ignored", stacklevel=1)
     kwargs: dict[str, Any] = {"chunksize": args.chunksize} if args.chunksize else {}
     store = imgstore.new_for_format(fmt, basedir=dest, imgshape=img0.shape, imgdtype=img0.dtype,
                                     metadata=parse_metadata(args.metadata), overwrite=args.overwrite,
@@ -495,7 +497,7 @@ def run(args: argparse.Namespace) -> int:
             source.close()
     finally:
         stop.restore()
-    if stop:
+    if stop.signal is not None:
         print(f"stopped after {n} frames ({signal.Signals(stop.signal).name})", flush=True)
     else:
         print(f"recorded {n} frames", flush=True)

@@ -1,178 +1,10 @@
-"""The page ``imgstore-view`` serves: one self-contained HTML file with its script and style.
-
-Kept as a Python string (not a package-data file) so it installs with the code whatever
-the packaging configuration. Each store's frame is drawn at 1:1 scale (scaled down only
-when its panel is smaller than the frame, or fitted on request: key f); the controls,
-the timeline of dropped frames and pauses, and the extra data sit around it.
-"""
-
-PAGE = r"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>imgstore viewer</title>
-<style>
-  :root { --bg: #15171c; --panel: #1e2128; --line: #2e323b; --text: #e6e8ec; --dim: #9aa1ad;
-          --accent: #4ea1ff; --gap: #f2a33a; --pause: #ef5b5b; --live: #e5484d; --ok: #3fb950; }
-  * { box-sizing: border-box; }
-  html, body { margin: 0; height: 100%; background: var(--bg); color: var(--text);
-               font: 13px/1.35 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-  body { display: grid; grid-template-rows: auto minmax(0, 1fr) auto; height: 100vh; overflow: hidden; }
-  .num, b { font-variant-numeric: tabular-nums; }
-  button, select, input { font: inherit; color: var(--text); background: #2a2e37; border: 1px solid #3a3f4b;
-                          border-radius: 5px; padding: 3px 8px; }
-  button:hover, select:hover { background: #343946; }
-  button:focus-visible, select:focus-visible, input:focus-visible { outline: 2px solid var(--accent); }
-  /* header */
-  #top { display: flex; align-items: center; gap: 12px; padding: 6px 12px; background: var(--panel);
-         border-bottom: 1px solid var(--line); min-width: 0; }
-  #brand { font-weight: 600; letter-spacing: .02em; color: var(--accent); }
-  #storename { color: var(--dim); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; min-width: 0; }
-  #live { display: none; color: #fff; background: var(--live); border-radius: 4px; padding: 1px 7px;
-          font-weight: 600; font-size: 11px; letter-spacing: .06em; }
-  body.live #live { display: inline-block; }
-  #live::before { content: ""; display: inline-block; width: 7px; height: 7px; border-radius: 50%;
-                  background: #fff; margin-right: 5px; vertical-align: 1px; animation: blink 1.2s infinite; }
-  @keyframes blink { 50% { opacity: .25; } }
-  #spacer { flex: 1; }
-  #helpbtn { width: 28px; padding: 3px 0; }
-  /* frames and side panel */
-  #main { display: flex; min-height: 0; min-width: 0; }
-  #frames { flex: 1; display: flex; gap: 8px; padding: 8px; min-width: 0; min-height: 0; }
-  .pane { flex: 1 1 0; display: flex; flex-direction: column; min-width: 0; min-height: 0; }
-  .caption { display: flex; gap: 10px; align-items: baseline; justify-content: center; padding: 0 2px 4px;
-             color: var(--dim);
-             white-space: nowrap; overflow: hidden; }
-  .caption .name { color: var(--text); font-weight: 600; overflow: hidden; text-overflow: ellipsis; }
-  .caption .tag { font-size: 11px; padding: 0 5px; border-radius: 3px; background: #3a3f4b; color: var(--text); }
-  .caption .tag.repeat { background: #5a4a1a; } .caption .tag.blank { background: #5a1f1f; }
-  .wrap { flex: 1; min-height: 0; display: flex; align-items: flex-start; justify-content: center;
-          overflow: hidden; }
-  .wrap img { display: block; background: #000; }
-  .wrap img.up { image-rendering: pixelated; }
-  body.stopped .wrap img { opacity: .35; }
-  #side { display: none; width: 300px; flex: 0 0 300px; border-left: 1px solid var(--line); background: var(--panel);
-          padding: 8px 10px; overflow-y: auto; }
-  body.has-extra #side { display: block; }
-  #side h2 { font-size: 12px; font-weight: 600; text-transform: uppercase; letter-spacing: .06em; color: var(--dim);
-             margin: 2px 0 6px; }
-  .xstore { margin-bottom: 12px; } .xstore .caption { justify-content: flex-start; padding: 0; }
-  .xwhen { color: var(--dim); font-size: 12px; margin-bottom: 4px; }
-  .xrow { display: grid; grid-template-columns: 1fr auto; gap: 0 8px; padding: 4px 0;
-          border-top: 1px solid var(--line); }
-  .xrow .k { color: var(--dim); overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-  .xrow .v { text-align: right; font-variant-numeric: tabular-nums; }
-  .xrow canvas { grid-column: 1 / 3; width: 100%; height: 34px; margin-top: 3px; }
-  /* controls */
-  #controls { background: var(--panel); border-top: 1px solid var(--line); padding: 6px 12px 8px; }
-  #row1 { display: flex; align-items: center; gap: 10px; }
-  #play { width: 36px; padding: 3px 0; }
-  #track { flex: 1; min-width: 120px; position: relative; }
-  #slider { -webkit-appearance: none; appearance: none; width: 100%; height: 18px; margin: 0; padding: 0;
-            background: transparent; border: 0; display: block; }
-  #slider::-webkit-slider-runnable-track { height: 4px; background: #3a3f4b; border-radius: 2px; }
-  #slider::-webkit-slider-thumb { -webkit-appearance: none; width: 14px; height: 14px; margin-top: -5px;
-                                  border-radius: 50%; background: var(--accent); border: 2px solid #fff; }
-  #slider::-moz-range-track { height: 4px; background: #3a3f4b; border-radius: 2px; }
-  #slider::-moz-range-thumb { width: 10px; height: 10px; border-radius: 50%; background: var(--accent);
-                              border: 2px solid #fff; }
-  #timeline { display: block; width: 100%; height: 14px; cursor: pointer; }
-  #row2 { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 16px; margin-top: 4px; }
-  #row2 .lbl { color: var(--dim); }
-  #goto { width: 15em; }
-  #gotoform { display: flex; gap: 4px; }
-  #events { display: flex; gap: 4px; align-items: center; }
-  #evsummary { color: var(--dim); }
-  #evsummary .g { color: var(--gap); } #evsummary .p { color: var(--pause); }
-  #status { color: #f0c36d; }
-  #perf { color: var(--dim); } #perf.behind { color: var(--pause); font-weight: 600; }
-  #newest { display: none; } body.live #newest { display: inline-block; }
-  /* help */
-  #help { display: none; position: fixed; inset: 0; background: rgba(0,0,0,.55); align-items: center;
-          justify-content: center; z-index: 10; }
-  body.helpon #help { display: flex; }
-  #helpbox { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 14px 20px;
-             max-width: 560px; box-shadow: 0 10px 40px rgba(0,0,0,.5); }
-  #helpbox h2 { margin: 0 0 8px; font-size: 15px; }
-  #helpbox table { border-collapse: collapse; }
-  #helpbox td { padding: 2px 10px 2px 0; vertical-align: top; }
-  #helpbox td:first-child { white-space: nowrap; }
-  kbd { font: 12px ui-monospace, monospace; background: #2a2e37; border: 1px solid #444a57; border-bottom-width: 2px;
-        border-radius: 4px; padding: 0 5px; }
-  #helpbox .legend span { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 4px 0 10px; }
-</style>
-</head>
-<body>
-<div id="top">
-  <span id="brand">imgstore</span>
-  <span id="live" title="a writer is recording this store: new frames appear as they are written">LIVE</span>
-  <span id="storename"></span>
-  <span id="spacer"></span>
-  <span id="perf" class="num"></span>
-  <button id="helpbtn" type="button" tabindex="-1" title="keyboard help (?)">?</button>
-</div>
-<div id="main">
-  <div id="frames"></div>
-  <div id="side"><h2>Extra data</h2><div id="extra"></div></div>
-</div>
-<div id="controls">
-  <div id="row1">
-    <button id="play" type="button" tabindex="-1" title="play/pause (Space)">&#9654;</button>
-    <select id="speed" tabindex="-1" title="playback speed (- / +)">
-      <option value="0.1">0.1&times;</option><option value="0.25">0.25&times;</option>
-      <option value="0.5">0.5&times;</option><option value="1" selected>1&times;</option>
-      <option value="2">2&times;</option><option value="4">4&times;</option><option value="8">8&times;</option>
-    </select>
-    <div id="track">
-      <input id="slider" type="range" min="0" max="0" value="0" step="1" title="frame index">
-      <canvas id="timeline" height="14" title="dropped frames (orange) and pauses (red); click to jump"></canvas>
-    </div>
-    <button id="newest" type="button" tabindex="-1" title="jump to the newest frame and follow the recording (End)">
-      newest &#8677;</button>
-  </div>
-  <div id="row2">
-    <span><span class="lbl" id="poslabel">index</span> <b id="frame_index">-</b><span class="lbl"> of
-      0&ndash;</span><span
-      id="last_index" class="num">-</span></span>
-    <span><span class="lbl">frame_number</span> <b id="frame_number">-</b></span>
-    <span><b id="datetime">-</b> <span class="num lbl" id="offset"></span></span>
-    <span class="num"><span class="lbl">frame_time</span> <span id="frame_time">-</span></span>
-    <span id="events">
-      <button id="prevev" type="button" tabindex="-1" title="previous dropped frames or pause (p)">&#9664;</button>
-      <span id="evsummary">no drops</span>
-      <button id="nextev" type="button" tabindex="-1" title="next dropped frames or pause (n)">&#9654;</button>
-    </span>
-    <form id="gotoform" autocomplete="off">
-      <input id="goto" placeholder="frame number, 12.5s, 12:00:05"
-             title="a frame number (1234), seconds since the start (12.5s), seconds since the epoch
-(1700000000.5), a date-time or a time of day (12:00:05)">
-      <button type="submit" tabindex="-1">go</button>
-    </form>
-    <span id="status"></span>
-  </div>
-</div>
-<div id="help"><div id="helpbox">
-  <h2>Keys</h2>
-  <table>
-    <tr><td><kbd>Space</kbd></td><td>play / pause</td></tr>
-    <tr><td><kbd>&rarr;</kbd> <kbd>&larr;</kbd></td>
-        <td>next / previous frame (with <kbd>Shift</kbd>: 10 frames)</td></tr>
-    <tr><td><kbd>PgDn</kbd> <kbd>PgUp</kbd></td><td>one second forward / back</td></tr>
-    <tr><td><kbd>Home</kbd> <kbd>End</kbd></td><td>first / last frame; <kbd>End</kbd> follows a live recording</td></tr>
-    <tr><td><kbd>n</kbd> <kbd>p</kbd></td><td>next / previous dropped frames or pause</td></tr>
-    <tr><td><kbd>-</kbd> <kbd>+</kbd></td><td>slower / faster playback</td></tr>
-    <tr><td><kbd>f</kbd></td><td>fit frames to the window / back to 1:1</td></tr>
-    <tr><td><kbd>g</kbd> or <kbd>/</kbd></td><td>go to: a frame number, 12.5s, a date-time or 12:00:05</td></tr>
-    <tr><td><kbd>?</kbd></td><td>this help (any key closes it)</td></tr>
-    <tr><td><kbd>q</kbd> <kbd>Esc</kbd></td><td>stop the viewer</td></tr>
-  </table>
-  <p class="legend">Timeline:<span style="background: var(--gap)"></span>frame numbers skipped
-    <span style="background: var(--pause)"></span>pause (interval &gt; 1.5&times; median)</p>
-</div></div>
-<script>
+// imgstore-view's page script: loads frames from the server (/frame, /info, /status, /events,
+// /extra, /lookup) and draws them with the controls of viewer.html. Plain browser JavaScript,
+// no build step; the lab tests (tests/test_cli_view*.py) read some of its globals.
 "use strict";
 const $ = (id) => document.getElementById(id);
+// this run's token (filled into the page by the server); POST requests must carry it
+const TOKEN = document.querySelector('meta[name="imgstore-token"]').content;
 let info = null, n = 0, fps = 25, speed = 1, version = 0;
 let panes = [];        // one per store: {img, caption elements, w, h}
 let index = -1;        // step (frame_index for one store) on screen
@@ -183,7 +15,8 @@ let events = [];       // [step, kind (0 gap, 1 pause), store, size, text], by s
 let shownTimes = [];   // performance.now() of frames shown while playing
 let extraTimer = null, extraAt = -1;
 
-function status(text) { $("status").textContent = text || ""; }
+// the line of messages under the controls (window.status is a browser global: another name)
+function showStatus(text) { $("status").textContent = text || ""; }
 function clamp(i) { return Math.min(Math.max(0, Math.round(i)), Math.max(n - 1, 0)); }
 function el(tag, cls, text) { const e = document.createElement(tag); if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text; return e; }
@@ -226,7 +59,7 @@ async function fetchFrame(i, k) {
   const r = await fetch("/frame?index=" + i + "&store=" + k, {cache: "no-store"});
   if (!r.ok) {
     let msg = r.statusText;
-    try { msg = (await r.json()).error; } catch (e) { /* not JSON */ }
+    try { msg = (await r.json()).error; } catch { /* not JSON */ }
     return {ok: false, error: msg};
   }
   const url = URL.createObjectURL(await r.blob());
@@ -252,15 +85,15 @@ async function load() {
     try {
       results = await Promise.all(panes.map((p, k) => fetchFrame(i, k)));
     } catch (e) {
-      if (!stopped) status("cannot reach the viewer: " + e);
+      if (!stopped) showStatus("cannot reach the viewer: " + e);
       index = i;  // do not retry forever; the next key press asks again
       break;
     }
     await Promise.all(results.map((r, k) => r.ok ? setImage(panes[k].img, r.url) : null));
     index = i;
     const bad = results.find((r) => !r.ok);
-    if (bad) status("frame " + i + ": " + bad.error);
-    else if ($("status").dataset.kind === "error") status("");
+    if (bad) showStatus("frame " + i + ": " + bad.error);
+    else if ($("status").dataset.kind === "error") showStatus("");
     $("status").dataset.kind = bad ? "error" : "";
     results.forEach((r, k) => {
       if (!r.ok) return;
@@ -409,18 +242,18 @@ $("timeline").addEventListener("click", (e) => {
     const dx = Math.abs(ev[0] - s) * (r.width - 2 * pad) / Math.max(n - 1, 1);
     if (dx <= 4 && (!best || dx < best.dx)) best = {dx, ev};
   }
-  if (best) { go(best.ev[0]).then(() => status(best.ev[4])); } else go(s);
+  if (best) { go(best.ev[0]).then(() => showStatus(best.ev[4])); } else go(s);
 });
 
 function jumpEvent(dir) {
-  if (!events.length) { status("no dropped frames or pauses"); return; }
+  if (!events.length) { showStatus("no dropped frames or pauses"); return; }
   const here = wanted;
   let target = null;
   if (dir > 0) target = events.find((ev) => ev[0] > here);
   else for (let k = events.length - 1; k >= 0; k--) if (events[k][0] < here) { target = events[k]; break; }
-  if (!target) { status(dir > 0 ? "no more drops after this frame" : "no drops before this frame"); return; }
+  if (!target) { showStatus(dir > 0 ? "no more drops after this frame" : "no drops before this frame"); return; }
   const texts = events.filter((ev) => ev[0] === target[0]).map((ev) => ev[4]);
-  go(target[0]).then(() => status(texts.join("; ")));
+  go(target[0]).then(() => showStatus(texts.join("; ")));
 }
 
 async function loadEvents() {
@@ -440,7 +273,7 @@ async function loadEvents() {
     }
     s.title = j.left_out ? j.left_out + " smaller events are not marked" : "";
     drawTimeline();
-  } catch (e) { /* the timeline is an extra: the frames still work */ }
+  } catch { /* the timeline is an extra: the frames still work */ }
 }
 
 // ------------------------------------------------------------------ extra data
@@ -455,7 +288,7 @@ function scheduleExtra() {
     try {
       const r = await fetch("/extra?index=" + i, {cache: "no-store"});
       if (r.ok) renderExtra(await r.json());
-    } catch (e) { /* shown again at the next frame */ }
+    } catch { /* shown again at the next frame */ }
     if (index !== extraAt) scheduleExtra();
   }, playing ? 200 : 0);
 }
@@ -544,7 +377,7 @@ async function poll() {
       extraAt = -1;
       scheduleExtra();
     }
-  } catch (e) { /* the server stopped: quit() says so */ }
+  } catch { /* the server stopped: quit() says so */ }
   setTimeout(poll, live ? 500 : 3000);
 }
 
@@ -552,7 +385,7 @@ function setLive(value) {
   if (value === live) return;
   live = value;
   document.body.classList.toggle("live", live);
-  if (!live && n > 0) status("recording ended: " + n + " frames");
+  if (!live && n > 0) showStatus("recording ended: " + n + " frames");
 }
 
 // ------------------------------------------------------------------ the rest
@@ -561,19 +394,21 @@ async function quit() {
   if (stopped) return;
   setPlaying(false);
   stopped = true;
-  try { await fetch("/quit", {method: "POST"}); } catch (e) { /* the server may already be gone */ }
+  try {
+    await fetch("/quit", {method: "POST", headers: {"X-Imgstore-Token": TOKEN}});
+  } catch { /* the server may already be gone */ }
   document.body.classList.add("stopped");
   document.body.classList.remove("live");
-  status("viewer stopped; you can close this tab");
+  showStatus("viewer stopped; you can close this tab");
 }
 
 async function lookup(text) {
   const r = await fetch("/lookup?q=" + encodeURIComponent(text), {cache: "no-store"});
   const j = await r.json();
-  if (!r.ok) { status(j.error); return; }
-  status("");
+  if (!r.ok) { showStatus(j.error); return; }
+  showStatus("");
   await go(j.index);
-  status(j.note || "");  // after the frame, so the note never describes the previous one
+  showStatus(j.note || "");  // after the frame, so the note never describes the previous one
 }
 
 function toggleHelp(on) { document.body.classList.toggle("helpon", on); }
@@ -624,7 +459,7 @@ $("gotoform").addEventListener("submit", (e) => {
   try {
     const r = await fetch("/info", {cache: "no-store"});
     info = await r.json();
-  } catch (e) { status("cannot reach the viewer: " + e); return; }
+  } catch (e) { showStatus("cannot reach the viewer: " + e); return; }
   n = info.frame_count;
   fps = info.playback_fps;
   version = info.version;
@@ -641,11 +476,7 @@ $("gotoform").addEventListener("submit", (e) => {
   setLive(info.live);
   loadEvents();
   poll();
-  if (n === 0) { status(live ? "waiting for the first frame" : "this store has no frames");
+  if (n === 0) { showStatus(live ? "waiting for the first frame" : "this store has no frames");
                  document.body.dataset.ready = "1"; return; }
   if (live) { follow = true; show(n - 1); } else show(0);
 })();
-</script>
-</body>
-</html>
-"""
