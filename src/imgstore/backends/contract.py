@@ -71,6 +71,8 @@ class Backend(ABC):
     # ------------------------------------------------------------------ capabilities
     #: name written to ``__store.class``
     class_name: ClassVar[str] = ""
+    #: what a user calls this kind of store in messages (``'video'``, ``'directory'``)
+    kind: ClassVar[str] = ""
     #: ``__store.class`` values this backend reads
     readable_class_names: ClassVar[frozenset[str]] = frozenset()
     #: default frames per chunk
@@ -111,7 +113,12 @@ class Backend(ABC):
     @classmethod
     def supports_format(cls, fmt: str) -> bool:
         """True if this backend writes ``fmt`` (aliases included)."""
-        return fmt in cls.supported_formats()
+        return cls.canonical_format(fmt) in cls.supported_formats()
+
+    @classmethod
+    def canonical_format(cls, fmt: str) -> str:
+        """The name ``fmt`` is written under (an alias resolved: ``'mjpeg'`` -> ``'mjpeg/avi'``)."""
+        return fmt
 
     @classmethod
     def write_options(cls, fmt: str) -> frozenset[str]:

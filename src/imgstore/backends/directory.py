@@ -39,6 +39,7 @@ class DirectoryBackend(Backend):
     """
 
     class_name: ClassVar[str] = "DirectoryImgStore"
+    kind: ClassVar[str] = "directory"
     readable_class_names: ClassVar[frozenset[str]] = frozenset({"DirectoryImgStore"})
     default_chunksize: ClassVar[int] = 200
 

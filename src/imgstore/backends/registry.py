@@ -18,15 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .base import ImgStore
 
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "class_for_format",
-    "class_for_name",
-    "register",
-    "store_classes",
-    "unregister",
-    "write_options",
-]
+__all__ = ["ENTRY_POINT_GROUP", "class_for_format", "class_for_name", "register", "resolve_format",
+           "store_classes", "unregister", "write_options"]
 
 log = logging.getLogger("imgstore.registry")
 
@@ -109,9 +102,18 @@ def class_for_name(name: str) -> type[ImgStore] | None:
 def class_for_format(fmt: str) -> type[ImgStore] | None:
     """The store class that writes ``fmt``, or None."""
     for cls in store_classes():
-        if cls.supports_writing and cls.supports_format(fmt):
-            return cls
+        try:
+            if cls.supports_writing and cls.supports_format(fmt):
+                return cls
+        except ImportError as exc:  # its layer (e.g. PyAV) cannot be loaded: it writes nothing here
+            log.debug("store class %s cannot tell its formats: %s", cls.__name__, exc)
     return None
+
+
+def resolve_format(fmt: str) -> str:
+    """The name ``fmt`` is written under (aliases resolved); ``fmt`` itself if no class writes it."""
+    cls = class_for_format(fmt)
+    return cls.backend_class.canonical_format(fmt) if cls is not None else fmt
 
 
 def write_options(fmt: str) -> frozenset[str]:

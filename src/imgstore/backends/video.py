@@ -44,6 +44,7 @@ class VideoBackend(Backend):
     """
 
     class_name: ClassVar[str] = "VideoImgStore"
+    kind: ClassVar[str] = "video"
     readable_class_names: ClassVar[frozenset[str]] = frozenset({"VideoImgStore", "VideoImgStoreFFMPEG"})
     default_chunksize: ClassVar[int] = 10000
     journal_fields: ClassVar[tuple[tuple[str, str], ...]] = (("pts", "<i8"),)
@@ -66,9 +67,8 @@ class VideoBackend(Backend):
         return [f for f in _pyav().available_video_formats() if f not in _FORMAT_ALIASES]
 
     @classmethod
-    def supports_format(cls, fmt: str) -> bool:
-        """True for a supported format or one of its aliases (``'mjpeg'``)."""
-        return _FORMAT_ALIASES.get(fmt, fmt) in cls.supported_formats()
+    def canonical_format(cls, fmt: str) -> str:
+        return _FORMAT_ALIASES.get(fmt, fmt)
 
     @classmethod
     def write_options(cls, fmt: str) -> frozenset[str]:
@@ -76,7 +76,7 @@ class VideoBackend(Backend):
 
     def prepare_write(self, fmt: str, imgshape: tuple[int, ...], imgdtype: np.dtype, encoding: str | None,
                       options: dict[str, Any]) -> StoreMetadata:
-        fmt = _FORMAT_ALIASES.get(fmt, fmt)
+        fmt = self.canonical_format(fmt)
         pyav = _pyav()
         if fmt not in self.supported_formats():
             raise UnsupportedFormatError(f"video format {fmt!r} is not available; choose from "

@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 import numpy as np
 
 from .. import timezones
+from ..backends import registry
+from ..backends.base import ImgStore
 from ..errors import ImgStoreError
 
 __all__ = [
@@ -238,10 +240,9 @@ def run_command(prog: str, parser: argparse.ArgumentParser, run: Callable[[argpa
 
 # ---------------------------------------------------------------------- formats
 
-def _kind(cls: type) -> str:
-    """What a user calls the stores of ``cls`` in messages: ``VideoImgStore`` -> ``video``."""
-    name = getattr(cls, "class_name", "") or cls.__name__
-    return name.removesuffix("ImgStore").lower() or name
+def _kind(cls: type[ImgStore]) -> str:
+    """What a user calls the stores of ``cls`` in messages (``video``, ``directory``)."""
+    return cls.backend_class.kind or cls.__name__
 
 
 def available_formats() -> tuple[list[str], str | None]:
@@ -251,8 +252,6 @@ def available_formats() -> tuple[list[str], str | None]:
     formats. One whose layer cannot be imported (PyAV for video) raises ImportError; the
     others still work then, so the tools go on with their formats and say what is missing.
     """
-    from ..backends import registry
-
     formats: list[str] = []
     missing: list[str] = []
     for cls in registry.store_classes():
@@ -282,8 +281,6 @@ def writing_options(fmt: str, **given: Any) -> tuple[dict[str, Any], list[str]]:
         (:func:`imgstore.backends.registry.write_options`), and the names of the given
         ones it does not take.
     """
-    from ..backends import registry
-
     takes = registry.write_options(fmt)
     options = {k: v for k, v in given.items() if v is not None and k in takes}
     not_taken = sorted(k for k, v in given.items() if v is not None and k not in takes)
@@ -296,13 +293,9 @@ def default_format() -> str:
     return "h264/mkv" if "h264/mkv" in formats else "npy"
 
 
-#: short names the reference accepted for a format (``new_for_format('mjpeg', ...)``)
-FORMAT_ALIASES = {"mjpeg": "mjpeg/avi"}
-
-
 def resolve_format(fmt: str) -> str:
-    """The format's own name for ``fmt`` or one of its documented aliases (``mjpeg`` -> ``mjpeg/avi``)."""
-    return FORMAT_ALIASES.get(fmt, fmt)
+    """The format's own name for ``fmt`` or one of its aliases (``mjpeg`` -> ``mjpeg/avi``)."""
+    return registry.resolve_format(fmt)
 
 
 def check_format(fmt: str) -> str:
