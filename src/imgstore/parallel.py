@@ -314,14 +314,18 @@ def _run(task: Callable[[], Any]) -> Any:
     return task()
 
 
+def _is_store(obj: Any) -> bool:
+    # by what it can do, not by class: this module is below the store class (it serves to_dask)
+    return hasattr(obj, "get_frame_at") and hasattr(obj, "frame_numbers")
+
+
 def _as_stores(stores: Any) -> tuple[list[ImgStore], list[ImgStore]]:
     """(stores, the ones we opened and must close)."""
-    from .backends.base import ImgStore
-    if isinstance(stores, (ImgStore, str, os.PathLike)):
+    if _is_store(stores) or isinstance(stores, (str, os.PathLike)):
         stores = [stores]
     out, opened = [], []
     for s in stores:
-        if isinstance(s, ImgStore):
+        if _is_store(s):
             out.append(s)
         elif isinstance(s, (str, os.PathLike)):
             store = new_for_filename(s)
