@@ -252,16 +252,29 @@ _SUBSAMPLING = {
 _PADDING_ENCODERS = {"libx264", "libx265"}
 
 
+#: (exclusive) range of picture widths x265 cannot encode safely, and the width it pads them to
+_X265_BAD_WIDTHS = (32, 64)
+
+
 def coded_size(fmt: str, height: int, width: int, color: bool, pix_fmt: str | None = None) -> tuple[int, int]:
     """(height, width) of the picture stored in the file for frames of `height` x `width`.
 
     Equal to the frame size except where the encoder needs whole chroma samples
-    (4:2:0 / 4:2:2 H.264 and H.265 colour): there odd sizes are padded to even.
+    (4:2:0 / 4:2:2 H.264 and H.265 colour): there odd sizes are padded to even; and x265
+    pictures 33 to 63 px wide are padded to 64 px (see below).
     """
     spec = get_format_spec(fmt)
     pix = pix_fmt or spec.default_pix_fmt(bool(color))
-    sub_w, sub_h = _SUBSAMPLING.get(pix, (0, 0)) if spec.encoder(bool(color)) in _PADDING_ENCODERS else (0, 0)
-    return -(-int(height) // (1 << sub_h)) * (1 << sub_h), -(-int(width) // (1 << sub_w)) * (1 << sub_w)
+    encoder = spec.encoder(bool(color))
+    sub_w, sub_h = _SUBSAMPLING.get(pix, (0, 0)) if encoder in _PADDING_ENCODERS else (0, 0)
+    coded_h = -(-int(height) // (1 << sub_h)) * (1 << sub_h)
+    coded_w = -(-int(width) // (1 << sub_w)) * (1 << sub_w)
+    if encoder == "libx265" and _X265_BAD_WIDTHS[0] < coded_w < _X265_BAD_WIDTHS[1]:
+        # the x265 of the PyAV wheels corrupts its heap on pictures 33-48 px wide, whatever the
+        # height or options (a glibc abort in 2 of 5 to 5 of 5 runs of 20 frames; 56 and 64 px
+        # never did in 60 runs): such pictures are padded to 64 px and cropped again on read
+        coded_w = _X265_BAD_WIDTHS[1]
+    return coded_h, coded_w
 
 
 def written_size(fmt: str, height: int, width: int, color: bool, pix_fmt: str | None = None) -> tuple[int, int]:
