@@ -242,6 +242,8 @@ class StoreConformance:
     def pytest_generate_tests(self, metafunc: Any) -> None:
         if "case" in metafunc.fixturenames:
             cases = self.cases()
+            if not cases:  # pytest would skip the tests: a backend without formats is an error
+                raise errors.UnsupportedFormatError(f"{type(self).__name__}: no format to test")
             metafunc.parametrize("case", cases, ids=[c.id for c in cases], scope="class")
         if "source" in metafunc.fixturenames:
             metafunc.parametrize("source", self.sources(), scope="class")
@@ -326,6 +328,17 @@ class StoreConformance:
         if "adopt" in caps:
             assert callable(getattr(store_class, "insert_chunk", None)), "adopts payloads but has no insert_chunk"
             assert self.payload_writer is not None, f"{type(self).__name__} needs a payload_writer"
+
+    def test_formats_cover_backend(self) -> None:
+        """Every format the backend offers is tested; every format listed is offered."""
+        offered = set(self.get_store_class().supported_formats())
+        tested = {case.fmt for case in self.cases()}
+        if self.fmt:
+            assert self.fmt in offered or not self.get_store_class().supports_writing
+            return
+        assert offered <= tested, f"formats not tested: {sorted(offered - tested)}"
+        assert tested <= offered, f"formats not offered by {self.get_store_class().__name__}: " \
+                                  f"{sorted(tested - offered)}"
 
     def test_formats_registered(self, case: FormatCase) -> None:
         from imgstore.backends.registry import class_for_format, class_for_name
