@@ -55,6 +55,7 @@ import pytest
 
 import imgstore
 from imgstore import errors
+from imgstore.backends.registry import class_for_format, class_for_name
 from imgstore.testing.barcode import make_frame, read_barcode
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ USER_METADATA: dict[str, Any] = {"experimenter": "conformance", "nested": {"a": 
 BARCODE_BITS = 10
 #: every ``EXTRA_EVERY``-th frame of the shared stores has extra data
 EXTRA_EVERY = 5
+#: largest mean absolute error of a lossy frame, as a fraction of the dtype's range (measured:
+#: at most 0.022 for colour, 0.007 for grey; swapped colour channels give 0.085)
+LOSSY_ERROR = 0.04
 
 
 def frame_times_for(numbers: Sequence[int]) -> list[float]:
@@ -126,10 +130,15 @@ class FormatCase:
         """``img`` is the frame written for ``frame_number`` (bit-exact when the store is lossless)."""
         assert img.shape == tuple(store.image_shape) == self.imgshape, (img.shape, store.image_shape)
         assert img.dtype == np.dtype(self.dtype), (img.dtype, self.dtype)
+        expected = self.frame(frame_number)
         if store.lossless:
-            np.testing.assert_array_equal(img, self.frame(frame_number), err_msg=f"frame #{frame_number}")
-        else:
-            assert read_barcode(img, bits=BARCODE_BITS) == frame_number
+            np.testing.assert_array_equal(img, expected, err_msg=f"frame #{frame_number}")
+            return
+        assert read_barcode(img, bits=BARCODE_BITS) == frame_number
+        # the barcode is grey: the textured half shows swapped colour channels, shifts, wrong crops
+        error = float(np.abs(img.astype(np.float64) - expected).mean())
+        limit = LOSSY_ERROR * (np.iinfo(img.dtype).max if img.dtype.kind in "iu" else 1.0)
+        assert error < limit, f"frame #{frame_number}: mean error {error:.1f} (at most {limit:.1f} expected)"
 
 
 def backend_capabilities(store_class: type[ImgStore]) -> frozenset[str]:
@@ -190,8 +199,6 @@ class StoreConformance:
         """The store class under test."""
         if cls.store_class is not None:
             return cls.store_class
-        from imgstore.backends.registry import class_for_format
-
         found = class_for_format(cls.fmt)
         if found is None:
             raise errors.UnsupportedFormatError(f"{cls.__name__}: no store class writes format {cls.fmt!r}")
@@ -341,8 +348,6 @@ class StoreConformance:
                                   f"{sorted(tested - offered)}"
 
     def test_formats_registered(self, case: FormatCase) -> None:
-        from imgstore.backends.registry import class_for_format, class_for_name
-
         store_class = self.get_store_class()
         assert class_for_name(store_class.class_name) is store_class
         if store_class.supports_writing:
@@ -368,7 +373,7 @@ class StoreConformance:
             self.write_store(case, path, numbers=[1, 2], source="direct")
             with pytest.raises(errors.ModeError, match="mode 'a'"):
                 imgstore.new_for_filename(path, mode="a")
-        if imgstore.backends.registry.class_for_format(case.fmt) is None:
+        if class_for_format(case.fmt) is None:
             with pytest.raises(errors.UnsupportedFormatError, match=case.fmt):
                 imgstore.new_for_format(case.fmt, basedir=str(tmp_path / "w"), imgshape=case.imgshape)
 
@@ -376,7 +381,8 @@ class StoreConformance:
 
     def test_metadata(self, case: FormatCase, store: Any) -> None:
         assert store.frame_count == len(FRAME_NUMBERS) == len(store)
-        assert store.format in (case.fmt, case.fmt.replace("+color", ""), "mjpeg/avi")
+        base = case.fmt.replace("+color", "")  # '<fmt>+color' stores are plain '<fmt>' stores
+        assert store.format == {"mjpeg": "mjpeg/avi"}.get(base, base)
         assert store.image_shape == case.imgshape
         assert store.image_dtype == np.dtype(case.dtype)
         if case.lossless is not None:
