@@ -697,6 +697,19 @@ class StoreConformance:
             assert s.get_extra_data() is None
             case.assert_frame(s, s.get_image(6)[0], 6)
 
+    def test_leftover_chunks_refused(self, case: FormatCase, tmp_path: Any) -> None:
+        """A folder holding chunk payloads but no ``metadata.yaml`` (a damaged store) is not written over."""
+        self.require("write")
+        path = self.write_store(case, str(tmp_path / "s"), numbers=[1, 2, 3])
+        for name in _all_files(path):
+            if name == "metadata.yaml" or name.endswith((".npz", ".json", ".cache")):
+                os.remove(os.path.join(path, name))
+        payloads = _all_files(path)
+        assert payloads, "the chunks' payloads are gone with their indexes"
+        with pytest.raises(errors.StoreExistsError, match=r"but no metadata\.yaml"):
+            self.new_writer(case, path)
+        assert _all_files(path) == payloads
+
     def test_second_writer_refused(self, case: FormatCase, tmp_path: Any, monkeypatch: Any) -> None:
         self.require("write")
         from imgstore import _lock
