@@ -180,7 +180,8 @@ class StoreConformance:
     #: writing a store without imgstore's writer (see :mod:`imgstore.testing.synthetic`);
     #: None: the built-in one for the store class, if there is one
     direct_writer: ClassVar[Callable[..., Any] | None] = None
-    #: ``f(path, fmt, images)`` writing a chunk payload for ``insert_chunk`` (backends that adopt)
+    #: ``f(path, fmt, images)`` writing a chunk payload for ``insert_chunk`` (backends that adopt);
+    #: None: the built-in one for the store class, if there is one
     payload_writer: ClassVar[Callable[..., Any] | None] = None
     #: frames per chunk of the stores written
     chunksize: ClassVar[int] = 7
@@ -235,6 +236,15 @@ class StoreConformance:
 
         return {"DirectoryImgStore": synthetic.write_directory_store,
                 "VideoImgStore": synthetic.write_video_store}.get(cls.get_store_class().class_name)
+
+    @classmethod
+    def get_payload_writer(cls) -> Callable[..., Any] | None:
+        """The payload writer (the class's, else the built-in one of its store class)."""
+        if cls.payload_writer is not None:
+            return cls.payload_writer
+        from imgstore.testing import synthetic
+
+        return {"VideoImgStore": synthetic.write_video_chunk}.get(cls.get_store_class().class_name)
 
     @classmethod
     def sources(cls) -> list[str]:
@@ -334,7 +344,7 @@ class StoreConformance:
         assert store_class.supports_random_access == store_class.backend_class.supports_random_access
         if "adopt" in caps:
             assert callable(getattr(store_class, "insert_chunk", None)), "adopts payloads but has no insert_chunk"
-            assert self.payload_writer is not None, f"{type(self).__name__} needs a payload_writer"
+            assert self.get_payload_writer() is not None, f"{type(self).__name__} needs a payload_writer"
 
     def test_formats_cover_backend(self) -> None:
         """Every format the backend offers is tested; every format listed is offered."""
@@ -859,13 +869,14 @@ class StoreConformance:
     def test_insert_chunk(self, case: FormatCase, tmp_path: Any) -> None:
         """An existing payload becomes a chunk between frames added before and after it."""
         self.require("adopt")
-        assert self.payload_writer is not None, f"{type(self).__name__} needs a payload_writer"
+        payload_writer = self.get_payload_writer()
+        assert payload_writer is not None, f"{type(self).__name__} needs a payload_writer"
         path = str(tmp_path / "s")
         inserted = [100, 101, 102, 103, 104]
         with self.new_writer(case, path) as w:
             ext = w.metadata.get("extension") or ""
             payload = str(tmp_path / ("payload" + ext))
-            self.payload_writer(payload, case.fmt, [case.frame(fn) for fn in inserted])
+            payload_writer(payload, case.fmt, [case.frame(fn) for fn in inserted])
             _add(w, case, range(3))
             with pytest.raises(errors.InvalidFrameMetadataError, match="4"):
                 w.insert_chunk(payload, inserted[:4], [200.0 + k for k in range(4)], move=False)
