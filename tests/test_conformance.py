@@ -36,6 +36,8 @@ class TestDirectoryStores(StoreConformance):
         FormatCase("png", dtype="uint16", lossless=True),
         FormatCase("tif", color=True, dtype="uint16", lossless=True),
         FormatCase("npy", dtype="float32", lossless=True),
+        FormatCase("tif", dtype="float32", lossless=True),
+        FormatCase("ppm", color=True, dtype="uint16", lossless=True),
     )
 
     @classmethod
