@@ -17,14 +17,15 @@ import imgstore
 from imgstore.testing.barcode import make_frame, read_barcode
 
 _WRITE = """
-import sys, numpy as np, imgstore
+import os, sys, imgstore
 from imgstore.testing.barcode import make_frame
-h, w = int(sys.argv[1]), int(sys.argv[2])
-with imgstore.new_for_format("hevc/mp4", basedir=sys.argv[3], imgshape=(h, w), chunksize=4) as s:
-    for n in range(6):
-        s.add_image(make_frame(n, h, w, bits=4), n, float(n))
-with imgstore.new_for_filename(sys.argv[3]) as s:
-    print(len(s))
+for w in (36, 40, 44, 48):  # one of them may survive a heap corruption; four (40 of 40 runs) do not
+    path = os.path.join(sys.argv[1], str(w))
+    with imgstore.new_for_format("hevc/mp4", basedir=path, imgshape=(32, w), chunksize=4) as s:
+        for n in range(6):
+            s.add_image(make_frame(n, 32, w, bits=4), n, float(n))
+    with imgstore.new_for_filename(path) as s:
+        print(len(s))
 """
 
 
@@ -49,9 +50,7 @@ def test_small_pictures(tmp_path, fmt, shape):
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="core bug: hevc/mp4 (x265 with ctu=16) corrupts the heap and kills the process for "
                           "picture widths 33..48 px")
-@pytest.mark.parametrize("shape", [(32, 40)])
-def test_hevc_picture_widths_33_to_48_do_not_kill_the_writer(tmp_path, shape):
-    done = subprocess.run([sys.executable, "-c", _WRITE, str(shape[0]), str(shape[1]), str(tmp_path / "s")],
-                          capture_output=True, text=True, timeout=120)
+def test_hevc_picture_widths_33_to_48_do_not_kill_the_writer(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _WRITE, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-500:]
-    assert done.stdout.split() == ["6"]
+    assert done.stdout.split() == ["6"] * 4
