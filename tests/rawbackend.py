@@ -48,6 +48,7 @@ class RawBackend(Backend):
 
     class_name: ClassVar[str] = "RawImgStore"
     readable_class_names: ClassVar[frozenset[str]] = frozenset({"RawImgStore"})
+    supports_adopting: ClassVar[bool] = True
     default_chunksize: ClassVar[int] = 100
 
     # ------------------------------------------------------------------ formats
@@ -168,14 +169,6 @@ class RawImgStore(ImgStore):
     """A store of raw frames (see :class:`RawBackend`)."""
 
     backend_class = RawBackend
-
-    def insert_chunk(self, path: str, frame_numbers: Sequence[int], frame_times: Sequence[float],
-                     move: bool = True) -> None:
-        """Adopt a ``.raw`` file of whole frames as the next chunk."""
-        # the facade has no public insert_chunk: a backend that adopts payloads needs its privates
-        session = self._writing("insert_chunk")
-        session.adopt_chunk(os.fspath(path), frame_numbers, frame_times, move=move)
-        self.frame_number, self.frame_time = session.frame_number, session.frame_time
 
 
 class RawReadOnlyBackend(RawBackend):

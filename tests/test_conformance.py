@@ -103,12 +103,6 @@ class TestRawStores(StoreConformance):
     def expect_lossless(cls, fmt):
         return True
 
-    @pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,  # "DID NOT RAISE StoreExistsError"
-                       reason="contract gap: writing.prepare_folder recognises leftover chunk payloads by a "
-                              "fixed list of extensions (avi|mp4|mkv|mov), not by asking the backend")
-    def test_leftover_chunks_refused(self, case, tmp_path):
-        super().test_leftover_chunks_refused(case, tmp_path)
-
 
 class TestRawReadOnlyStores(StoreConformance):
     """A backend that cannot write nor read out of order cheaply: read tests on direct stores only."""
@@ -149,9 +143,6 @@ def test_raw_backend_is_known_only_while_registered(tmp_path):
         imgstore.new_for_filename(path)
 
 
-@pytest.mark.xfail(strict=True, raises=errors.MetadataError,
-                   reason="contract gap: register(aliases=...) routes the alias to the class, whose readability "
-                          "check (backend.readable_class_names) then refuses the store")
 def test_registry_alias_opens_stores_of_the_old_name(tmp_path):
     old = write_raw_store(str(tmp_path / "old"), "raw", [np.zeros((2, 3), np.uint16)], [7], [1.5], 10,
                           class_name="RawStoreV0")
@@ -186,9 +177,6 @@ def test_read_only_never_writes_the_cache_of_a_big_store(tmp_path):
     assert os.path.exists(index_cache.cache_path(paths[1]))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="core bug: save_index() writes .index.sqlite with sqlite3 past the storage seam, into a "
-                          "store opened read_only=True, before refusing the cache")
 def test_read_only_save_index_writes_nothing(tmp_path):
     from imgstore.testing.conformance import snapshot_tree
     from imgstore.testing.synthetic import make_synthetic_store

@@ -36,17 +36,15 @@ from ..errors import (
 from ..frame_index import FrameIndex
 from ..imageops import check_encoding, encoding_decoder
 from ..index import ImgStoreIndex
-from ..maintenance import reindex_store
 from ..ondisk import FRAME_MD, STORE_INDEX_FILENAME, STORE_MD_FILENAME, StoreMetadata
-from ..parallel import store_to_dask
 from ..results import Frame, FrameMetadata
 from ..storage import LOCAL, LocalStorage, Storage
-from ..verify import verify as verify_store
 from .arrayview import ArrayView
 from .compat import ReferencePrivates
 from .contract import Backend
 from .info import StoreInfo
 from .scan import ChunkScanner, ScanState
+from .upkeep import Upkeep
 from .writing import WriteSession, check_frame_metadata, plan_new_store, prepare_folder, remove_store_files
 
 __all__ = ["ImgStore", "ImgStoreWarning"]
@@ -56,7 +54,7 @@ _NO_DECODE = encoding_decoder(None)
 _MODES = ("r", "w", "a")
 
 
-class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
+class ImgStore(ArrayView, StoreInfo, Upkeep, ReferencePrivates):
     """A store of frames; the reference's ``_ImgStore`` (subclassed per backend).
 
     Parameters
@@ -96,6 +94,7 @@ class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
     DEFAULT_CHUNKSIZE: ClassVar[int] = 200
     supports_writing: ClassVar[bool] = False
     supports_random_access: ClassVar[bool] = True
+    supports_adopting: ClassVar[bool] = False
 
     _version: ClassVar[int] = ondisk.FORMAT_VERSION
     FRAME_MD = FRAME_MD
@@ -109,6 +108,7 @@ class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
             cls.DEFAULT_CHUNKSIZE = backend.default_chunksize
             cls.supports_writing = backend.supports_writing
             cls.supports_random_access = backend.supports_random_access
+            cls.supports_adopting = backend.supports_adopting
 
     def __init__(
         self,
@@ -309,6 +309,25 @@ class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
         """
         self._writing("add_extra_data").add_extra_data(**data)
 
+    def insert_chunk(self, video_path: str | os.PathLike, frame_numbers: Sequence[int],
+                     frame_times: Sequence[float], move: bool = True) -> None:
+        """Adopt an existing payload (a video file) as the next chunk of the store being written.
+
+        Parameters
+        ----------
+        video_path
+            A file the backend can adopt (video: the store's extension, frame size and colour).
+        frame_numbers, frame_times
+            One per frame of the payload, in presentation order.
+        move
+            Move the file into the store (else copy it).
+        """
+        session = self._writing("insert_chunk")
+        if not self.supports_adopting:
+            raise UnsupportedFormatError(f"{type(self).__name__} cannot adopt existing payloads as chunks")
+        session.adopt_chunk(os.fspath(video_path), frame_numbers, frame_times, move=move)
+        self.frame_number, self.frame_time = session.frame_number, session.frame_time
+
     def flush(self) -> None:
         """Hand every frame added so far to stable storage (the journal is otherwise synced once a second)."""
         self._writing("flush").sync()
@@ -422,84 +441,6 @@ class ImgStore(ArrayView, StoreInfo, ReferencePrivates):
 
     # the compatibility layer's name for it
     _index_or_written = _current_index
-
-    # ================================================================== live reading, maintenance
-
-    def refresh(self) -> int:
-        """Pick up frames a live writer added since this store was opened.
-
-        Returns
-        -------
-        int
-            The number of frames added. Frames of the chunk being written are included as
-            soon as they are complete on disk (never half a frame). Only chunks whose
-            index changed (or that have none yet) are read again.
-        """
-        self._require_mode("r", "refresh")
-        before = len(self._frame_index)
-        # decoders opened on a growing chunk only know the frames present when they opened
-        self._backend.close_readers()
-        self._supplied_index = None  # it describes the store as it was
-        self._scanner.writer_alive = self._storage.is_locked(self._basedir)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ImgStoreWarning)  # a live chunk is expected to lack an index
-            result = self._scanner.scan(self._scan_state)
-        self._frame_index, self._scan_state = result.index, result.state
-        return len(self._frame_index) - before
-
-    @property
-    def is_live(self) -> bool:
-        """True while a writer process holds the store's lock."""
-        return self._storage.is_locked(self._basedir)
-
-    def to_dask(self, **kwargs: Any):
-        """The frames as a lazy dask array (frames x height x width [x 3]); see :mod:`imgstore.parallel`."""
-        return store_to_dask(self, **kwargs)
-
-    def verify(self, **kwargs: Any):
-        """Read every frame and compare with the index; see :func:`imgstore.verify.verify`."""
-        return verify_store(self, **kwargs)
-
-    def reindex(self) -> None:
-        """Renumber frames before the one with frame_number 0 to negative numbers.
-
-        Aborts unless exactly one frame has frame_number 0. The old numbers are kept in
-        ``_frame_number_before_reindex`` in each index and in the extra data.
-        """
-        self._require_mode("r", "reindex")
-        reindex_store(self._backend, self._frame_index)
-        self._frame_index = self._scanner.scan().index
-
-    def save_index(self, path: str | os.PathLike | None = None) -> str | None:
-        """Save the frame index as imgstore 0.4 did: a SQLite ``.index.sqlite``; return its path.
-
-        Readers only (for writers this does nothing and returns None, as in the reference;
-        use ``close(save_index=True)``). ``path`` defaults to ``.index.sqlite`` in the store;
-        open it with :meth:`imgstore.index.ImgStoreIndex.new_from_file` and pass it as
-        ``index=``. Without ``path`` the index cache that makes big stores open instantly
-        (:mod:`imgstore.index_cache`) is refreshed too.
-        """
-        if self._mode != "r":
-            return None
-        self._require_mode("r", "save_index")
-        target = os.fspath(path) if path is not None else self._storage.join(self._basedir, STORE_INDEX_FILENAME)
-        ImgStoreIndex.from_frame_index(self._frame_index).to_file(target, storage=self._storage)
-        if path is None:
-            self.save_index_cache()
-        return target
-
-    def save_index_cache(self, path: str | os.PathLike | None = None) -> str | None:
-        """Write the index cache that makes big stores open instantly (:mod:`imgstore.index_cache`).
-
-        Readers only (a writer saves it when it closes; then this returns None). ``path``
-        defaults to ``.imgstore-index.cache`` in the store, where it is used.
-        """
-        if self._mode != "r":
-            return None
-        self._require_mode("r", "save_index_cache")
-        target, self._scan_state = index_cache.save(self._scanner, self._storage, self._basedir,
-                                                    self._cache_identity(), self._scan_state, path)
-        return target
 
     # ================================================================== closing
 

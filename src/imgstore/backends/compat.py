@@ -24,6 +24,7 @@ from ..errors import FrameIndexError, MetadataError, UnsupportedFormatError
 from ..index import ImgStoreIndex
 from ..ondisk import STORE_MD_FILENAME
 from ..storage import LOCAL
+from . import registry
 
 if TYPE_CHECKING:
     from ..frame_index import FrameIndex
@@ -249,7 +250,7 @@ class ReferencePrivates:
 
     def _readability_check(self, smd_class: str, smd_version: int) -> bool:
         """Raise :class:`MetadataError` (a ``ValueError``) unless this backend reads such a store."""
-        readable = {*self.readable_class_names, self.class_name}
+        readable = {*self.readable_class_names, self.class_name, *registry.aliases_of(type(self))}
         where = self.__dict__.get("_basedir", "store")
         if smd_class not in readable:
             raise MetadataError(f"incompatible store: {where}/{STORE_MD_FILENAME} has class {smd_class!r}; "

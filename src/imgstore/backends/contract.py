@@ -81,6 +81,8 @@ class Backend(ABC):
     supports_writing: ClassVar[bool] = True
     #: reading frames out of order costs about as much as in order
     supports_random_access: ClassVar[bool] = True
+    #: existing payloads (video files) can become chunks (``insert_chunk``): see :meth:`inspect_payload`
+    supports_adopting: ClassVar[bool] = False
     #: per-frame fields (name, numpy type) the writer journals and keeps in the chunk index
     journal_fields: ClassVar[tuple[tuple[str, str], ...]] = ()
 

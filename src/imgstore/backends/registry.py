@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .base import ImgStore
 
-__all__ = ["ENTRY_POINT_GROUP", "class_for_format", "class_for_name", "register", "resolve_format",
-           "store_classes", "unregister", "write_options"]
+__all__ = ["ENTRY_POINT_GROUP", "class_for_format", "class_for_name", "register", "reread_entry_points",
+           "resolve_format", "store_classes", "unregister", "write_options"]
 
 log = logging.getLogger("imgstore.registry")
 
@@ -55,6 +55,13 @@ def unregister(name: str) -> None:
         del _ALIASES[alias]
 
 
+def reread_entry_points() -> None:
+    """Look at the installed packages' entry points again (after installing a plug-in at run time)."""
+    global _entry_points_read
+    _entry_points_read = False
+    _read_entry_points()
+
+
 def _read_entry_points() -> None:
     global _entry_points_read
     if _entry_points_read:
@@ -79,6 +86,11 @@ def _load(name: str) -> type[ImgStore] | None:
             return None
         _loaded[name] = cls
     return cls
+
+
+def aliases_of(cls: type) -> set[str]:
+    """The ``__store.class`` names registered as aliases of the store class ``cls``."""
+    return {alias for alias, name in _ALIASES.items() if _loaded.get(name) is cls}
 
 
 def store_classes() -> list[type[ImgStore]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,6 +45,7 @@ class VideoBackend(Backend):
 
     class_name: ClassVar[str] = "VideoImgStore"
     kind: ClassVar[str] = "video"
+    supports_adopting: ClassVar[bool] = True
     readable_class_names: ClassVar[frozenset[str]] = frozenset({"VideoImgStore", "VideoImgStoreFFMPEG"})
     default_chunksize: ClassVar[int] = 10000
     journal_fields: ClassVar[tuple[tuple[str, str], ...]] = (("pts", "<i8"),)
@@ -340,20 +341,3 @@ class VideoImgStore(ImgStore):
         if self._mode == "r" and self._cursor < 0:
             return None
         return self._backend.payload_path(self._chunk_n)
-
-    def insert_chunk(self, video_path: str, frame_numbers: Sequence[int], frame_times: Sequence[float],
-                     move: bool = True) -> None:
-        """Adopt an existing video file as the next chunk of the store being written.
-
-        Parameters
-        ----------
-        video_path
-            A video with the store's extension, frame size and colour.
-        frame_numbers, frame_times
-            One per frame of the video, in presentation order.
-        move
-            Move the file into the store (else copy it).
-        """
-        session = self._writing("insert_chunk")
-        session.adopt_chunk(os.fspath(video_path), frame_numbers, frame_times, move=move)
-        self.frame_number, self.frame_time = session.frame_number, session.frame_time

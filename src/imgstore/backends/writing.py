@@ -44,7 +44,7 @@ __all__ = ["WriteSession", "check_frame_metadata", "plan_new_store", "prepare_fo
 log = logging.getLogger("imgstore")
 
 #: names in a store folder that belong to a store (chunks, their indexes, journals, extra data)
-_CHUNK_ENTRY = re.compile(r"[0-9]+(\.(npz|journal|extra\.jsonl?|avi|mp4|mkv|mov))?")
+_CHUNK_ENTRY = re.compile(r"[0-9]+(\..*)?")
 
 
 def check_frame_metadata(frame_number: Any, frame_time: Any) -> tuple[int, float]:
