@@ -4,7 +4,6 @@ conformance suite are not repeated here.)"""
 
 from __future__ import annotations
 
-import builtins
 import errno
 import gc
 import os
@@ -97,14 +96,14 @@ def test_invalid_store_metadata(tmp_path, keys, error, match):
 def test_unreadable_metadata(tmp_path, monkeypatch):
     path = write(tmp_path / "s")
     md = os.path.join(path, "metadata.yaml")
-    real_open = builtins.open
+    real_open = os.open
 
     def deny(file, *a, **k):
         if os.fspath(file) == md:
             raise PermissionError(errno.EACCES, "Permission denied", md)
         return real_open(file, *a, **k)
 
-    monkeypatch.setattr(builtins, "open", deny)
+    monkeypatch.setattr(os, "open", deny)
     with pytest.raises(errors.MetadataError, match=r"cannot be read.*Permission denied") as info:
         imgstore.new_for_filename(path)
     assert md in str(info.value)

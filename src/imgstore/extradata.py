@@ -131,6 +131,8 @@ def read_extra_json(path: str, *, storage: Storage = LOCAL) -> list[dict[str, An
                 continue
             try:
                 record = json.loads(line.decode("utf-8"))
+            except RecursionError:
+                raise IndexCorruptError(f"{path}: line {i + 1} is nested too deeply to read") from None
             except ValueError:  # JSONDecodeError, UnicodeDecodeError
                 if i == len(lines) - 1:
                     break  # a torn last line from a killed writer
@@ -145,6 +147,8 @@ def read_extra_json(path: str, *, storage: Storage = LOCAL) -> list[dict[str, An
         raise IndexCorruptError(f"{path}: extra data is not UTF-8 ({exc})") from None
     try:
         records = json.loads(text)
+    except RecursionError:
+        raise IndexCorruptError(f"{path}: extra data nested too deeply to read") from None
     except json.JSONDecodeError:
         # the reference leaves '[{...}, {...}' behind when its writer dies: recover the records
         stripped = text.rstrip().rstrip(",")

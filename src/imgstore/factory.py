@@ -98,6 +98,8 @@ def new_for_format(fmt: str, path: str | os.PathLike | None = None, **kwargs: An
     kwargs.setdefault("imgdtype", np.uint8)
     # the reference set kwargs['format'] = fmt itself: callers that pass both (its own tests
     # and many programs build one kwargs dict with format= in it) get fmt, as there
+    if not isinstance(fmt, str):
+        raise UnsupportedFormatError(f"format {fmt!r} must be a string; supported: {get_supported_formats()}")
     kwargs["format"] = fmt
     cls = class_for_format(fmt)
     if cls is not None:

@@ -41,6 +41,7 @@ import numpy as np
 import yaml
 
 from ._lock import STORE_LOCK_FILENAME as STORE_LOCK_FILENAME
+from .bounded import load_yaml
 from .errors import (
     IndexCorruptError,
     MetadataError,
@@ -170,31 +171,35 @@ class StoreMetadata:
         def _take(key, default=None):
             return rest.pop(key, default)
 
-        try:
-            imgshape = tuple(int(x) for x in _take("imgshape"))
-        except (TypeError, ValueError):
-            raise MetadataError(f"{where}: imgshape {smd['imgshape']!r} is not a list of integers") from None
+        raw_shape = _take("imgshape")
+        if not isinstance(raw_shape, (list, tuple)) or not all(_is_int(x) for x in raw_shape):
+            raise MetadataError(f"{where}: imgshape {_brief(raw_shape)} is not a list of integers")
+        imgshape = tuple(int(x) for x in raw_shape)
         if not 2 <= len(imgshape) <= 3 or any(x <= 0 for x in imgshape):
             raise MetadataError(f"{where}: imgshape {list(imgshape)!r} must be (height, width[, channels]) > 0")
-        try:
-            chunksize = int(_take("chunksize"))
-        except (TypeError, ValueError):
-            raise MetadataError(f"{where}: chunksize {smd['chunksize']!r} is not an integer") from None
+        raw_chunksize = _take("chunksize")
+        if not _is_int(raw_chunksize):
+            raise MetadataError(f"{where}: chunksize {_brief(raw_chunksize)} is not an integer")
+        chunksize = int(raw_chunksize)
         if chunksize <= 0:
             raise MetadataError(f"{where}: chunksize {chunksize} must be positive")
-        imgdtype = _take("imgdtype")
+        raw_dtype = _take("imgdtype")
         try:
-            imgdtype = np.dtype(str(imgdtype)).name
+            dtype = np.dtype(str(raw_dtype))
         except TypeError:
-            raise MetadataError(f"{where}: imgdtype {imgdtype!r} is not a numpy dtype") from None
+            raise MetadataError(f"{where}: imgdtype {_brief(raw_dtype)} is not a numpy dtype") from None
+        if dtype.kind not in "biuf" or dtype.shape != () or dtype.itemsize > 8:
+            raise MetadataError(f"{where}: imgdtype {_brief(raw_dtype)} is not an image dtype "
+                                f"(integers, floats or bool)")
+        imgdtype = dtype.name
         version = _take("version")
         class_name = _take("class")
         fmt = _take("format")
         if not isinstance(class_name, str) or not isinstance(fmt, str):
-            raise MetadataError(f"{where}: class {class_name!r} and format {fmt!r} must be strings")
+            raise MetadataError(f"{where}: class {_brief(class_name)} and format {_brief(fmt)} must be strings")
         encoding = _take("encoding")
         if encoding is not None and not isinstance(encoding, str):
-            raise MetadataError(f"{where}: encoding {encoding!r} must be a string or null")
+            raise MetadataError(f"{where}: encoding {_brief(encoding)} must be a string or null")
         return cls(
             class_name=class_name,
             format=fmt,
@@ -243,25 +248,39 @@ class StoreMetadata:
         return out
 
 
+def _is_int(value: Any) -> bool:
+    """True for an integer (python or numpy), not a bool or a float that happens to be whole."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value cut to ``limit`` characters (hostile metadata can be huge)."""
+    text = repr(value) if not isinstance(value, (list, dict)) or len(value) < 20 else f"<{type(value).__name__} " \
+        f"of {len(value)}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+#: largest ``metadata.yaml`` read: the reference's and Motif's are a few kB; a hostile or broken
+#: file must not take an open for minutes (300 000 floats, 6 MB, take ~1.5 s to parse)
+MAX_METADATA_BYTES = 2 << 20
+#: largest ``.yaml`` chunk index (a 10 000-frame chunk is ~0.4 MB)
+MAX_YAML_INDEX_BYTES = 64 << 20
 def read_metadata(path: str | os.PathLike, *, storage: Storage = LOCAL) -> tuple[StoreMetadata, dict[str, Any]]:
     """Read ``metadata.yaml``; return the store metadata and the user metadata."""
     path = os.fspath(path)
     try:
-        text = storage.read_bytes(path)
+        text = storage.read_bytes(path, limit=MAX_METADATA_BYTES)
     except FileNotFoundError:
         raise StoreNotFoundError(errno.ENOENT, f"no store metadata at {path}", path) from None
     except IsADirectoryError:
         raise StoreNotFoundError(errno.ENOENT, f"{path} is a directory, not a {STORE_MD_FILENAME}", path) from None
-    except OSError as exc:  # permissions, I/O error
+    except OSError as exc:  # permissions, I/O error, not a regular file, too large
         raise MetadataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        allmd = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MetadataError(f"{path}: not valid YAML ({exc})") from None
+    allmd = load_yaml(text, path)
     if not isinstance(allmd, dict):
         raise MetadataError(f"{path}: top level must be a mapping, got {type(allmd).__name__}")
     if STORE_MD_KEY not in allmd:
@@ -362,10 +381,13 @@ def _as_frame_numbers(values: Any, where: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1:
         arr = arr.reshape(-1)
+    if arr.dtype.kind == "u" and arr.size and arr.dtype.itemsize >= 8 and int(arr.max()) >= 2**63:
+        # would wrap around to negative numbers in int64: another frame's number
+        raise IndexCorruptError(f"{where}: frame_number {int(arr.max())} does not fit in 64 signed bits")
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64, copy=False)
     if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)) or np.any(np.abs(arr) >= 2.0**63):
             raise IndexCorruptError(f"{where}: frame_number holds non-integer values")
         return arr.astype(np.int64)
     if arr.size == 0:
@@ -398,12 +420,14 @@ def read_chunk_index(path: str, keys: Sequence[str] = FRAME_MD, *, storage: Stor
             with storage.open_read(path) as f, np.load(f, allow_pickle=False) as npz:
                 raw = {k: npz[k] for k in keys if k in npz.files}
         else:
-            doc = yaml.safe_load(storage.read_bytes(path))
+            doc = load_yaml(storage.read_bytes(path, limit=MAX_YAML_INDEX_BYTES), path)
             if not isinstance(doc, Mapping):
                 raise IndexCorruptError(f"{path}: index must be a mapping")
             raw = {k: np.asarray(doc[k]) for k in keys if k in doc}
     except IndexCorruptError:
         raise
+    except MetadataError as exc:  # a .yaml index refused by load_yaml
+        raise IndexCorruptError(str(exc)) from None
     except (OSError, ValueError, EOFError, KeyError, yaml.YAMLError) as exc:
         # zipfile.BadZipFile is a ValueError-free Exception subclass, handled below
         raise IndexCorruptError(f"{path}: unreadable chunk index ({exc})") from None

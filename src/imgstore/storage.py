@@ -28,6 +28,7 @@ import dataclasses
 import errno
 import os
 import shutil
+import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ __all__ = ["LOCAL", "PARTIAL_SUFFIX", "AppendFile", "DirEntry", "LocalStorage", 
 #: suffix of temporary files; the chunk scanners of both libraries skip them
 PARTIAL_SUFFIX = ".partial"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def unique_temporary_name(path: str) -> str:
@@ -105,8 +107,11 @@ class Storage(ABC):
         """The entries of a folder (``FileNotFoundError`` if it does not exist)."""
 
     @abstractmethod
-    def read_bytes(self, path: str, start: int = 0, stop: int | None = None) -> bytes:
-        """The bytes ``[start, stop)`` of a file (all of it by default)."""
+    def read_bytes(self, path: str, start: int = 0, stop: int | None = None, limit: int | None = None) -> bytes:
+        """The bytes ``[start, stop)`` of a file (all of it by default).
+
+        With ``limit``, a file larger than ``limit`` bytes is refused (``EFBIG``) unread.
+        """
 
     @abstractmethod
     def open_read(self, path: str) -> BinaryIO:
@@ -250,14 +255,29 @@ class LocalStorage(Storage):
         with os.scandir(path) as it:
             return [DirEntry(e.name, e.is_dir(), e.is_file()) for e in it]
 
-    def read_bytes(self, path: str, start: int = 0, stop: int | None = None) -> bytes:
-        with open(path, "rb") as f:
+    def read_bytes(self, path: str, start: int = 0, stop: int | None = None, limit: int | None = None) -> bytes:
+        with self.open_read(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if limit is not None and size > limit:
+                raise OSError(errno.EFBIG, f"{path} is {size} bytes, more than the {limit} read here", path)
             if start:
                 f.seek(start)
             return f.read() if stop is None else f.read(max(0, stop - start))
 
     def open_read(self, path: str) -> BinaryIO:
-        return open(path, "rb")
+        # non-blocking: a FIFO planted where a store file belongs must not hang the reader;
+        # only regular files are read (a device such as /dev/zero would never end)
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK)
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
+            if not stat.S_ISREG(mode):
+                raise OSError(errno.EINVAL, "not a regular file", path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "rb")
 
     def stat_token(self, path: str) -> StatToken | None:
         try:

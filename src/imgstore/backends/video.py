@@ -11,11 +11,18 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import ondisk
-from ..errors import ChunkReadError, ImgStoreWarning, InvalidFrameMetadataError, UnsupportedFormatError
+from ..errors import (
+    ChunkReadError,
+    ImgStoreWarning,
+    InvalidFrameMetadataError,
+    MetadataError,
+    UnsupportedFormatError,
+)
 from ..ondisk import StoreMetadata
 from ..storage import Storage
 from .base import ImgStore
 from .contract import Backend, ChunkWriter
+from .directory import DirectoryBackend
 
 __all__ = ["VideoBackend", "VideoImgStore"]
 
@@ -108,6 +115,10 @@ class VideoBackend(Backend):
                 self._writer_options[k] = options.pop(k)
 
     def configure(self, smd: StoreMetadata) -> None:
+        if smd.format.replace("+color", "") in DirectoryBackend.supported_formats():
+            # a folder of images labelled as a video store would read as an empty store
+            raise MetadataError(f"{self.storage.join(self.basedir, ondisk.STORE_MD_FILENAME)}: class "
+                                f"{smd.class_name!r} is a video store, but format {smd.format!r} is an image format")
         super().configure(smd)
         if smd.extension:
             self.extension = smd.extension if smd.extension.startswith(".") else "." + smd.extension
