@@ -226,3 +226,33 @@ def test_chunks_without_metadata_are_not_mixed_into(tmp_path):
     with imgstore.new_for_format("npy", basedir=str(other), imgshape=(8, 8)) as s:
         s.add_image(np.zeros((8, 8), np.uint8), 0, 1.0)
     assert (other / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("options", [{"quality": -5}, {"keyframe_interval": 0}, {"pix_fmt": "nonsense"},
+                                     {"fps": 1e-9}, {"bitrate": -1}])
+def test_failed_constructor_leaves_no_lock(tmp_path, options):
+    """A writer refused at construction holds nothing: the next writer of the folder starts at once."""
+    path = str(tmp_path / "s")
+    with pytest.raises(errors.ImgStoreError) as info:
+        imgstore.new_for_format("h264/mkv", basedir=path, imgshape=(16, 16), **options)
+    assert isinstance(info.value, ValueError) and str(next(iter(options.values()))) in str(info.value)
+    assert not os.path.exists(os.path.join(path, ".lock")) and not os.path.exists(os.path.join(path, "metadata.yaml"))
+    with imgstore.new_for_format("h264/mkv", basedir=path, imgshape=(16, 16)) as s:
+        s.add_image(np.zeros((16, 16), np.uint8), 0, 1.0)
+
+
+def test_writer_dropped_without_close_releases_the_lock(tmp_path):
+    """A writer that is garbage-collected unclosed lets go of the lock; its frames read back (journal)."""
+    import gc
+
+    path = str(tmp_path / "s")
+    s = imgstore.new_for_format("npy", basedir=path, imgshape=(8, 8), chunksize=4)
+    for i in range(6):
+        s.add_image(np.full((8, 8), i, np.uint8), i, float(i))
+    del s
+    gc.collect()
+    assert not os.path.exists(os.path.join(path, ".lock"))
+    with imgstore.new_for_filename(path, mode="a") as a:  # would raise StoreLockedError if still held
+        a.add_image(np.full((8, 8), 6, np.uint8), 6, 6.0)
+    with imgstore.new_for_filename(path) as r:
+        assert r.frame_numbers.tolist() == list(range(7))

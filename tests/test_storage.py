@@ -96,3 +96,24 @@ def test_stat_token_changes_when_a_file_is_replaced(tmp_path):
     second = storage.stat_token(path)
     assert first is not None and second is not None and first.size == second.size == 3
     assert first != second
+
+
+@pytest.mark.parametrize("fmt", ["npy", "h264/mkv"])
+def test_writer_never_writes_a_chunk_through_a_planted_link(tmp_path, fmt):
+    """A link planted where the next chunk goes: the writer stops there, outside stays untouched."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_bytes(b"precious")
+    path = tmp_path / "s"
+    s = imgstore.new_for_format(fmt, basedir=str(path), imgshape=(8, 8), chunksize=3)
+    name = "000001" if fmt == "npy" else "000001.mkv"
+    os.symlink(outside if fmt == "npy" else outside / "precious", path / name)
+    for i in range(3):
+        s.add_image(np.full((8, 8), 40 * i, np.uint8), i, float(i))  # the third frame closes chunk 0
+    with pytest.raises(errors.StoreWriteError, match="symbolic link"):
+        s.add_image(np.zeros((8, 8), np.uint8), 3, 3.0)
+    s.close()
+    assert sorted(os.listdir(outside)) == ["precious"] and (outside / "precious").read_bytes() == b"precious"
+    os.unlink(path / name)
+    with imgstore.new_for_filename(str(path)) as r:
+        assert r.frame_numbers.tolist() == [0, 1, 2]

@@ -58,7 +58,7 @@ def test_writer_options_and_grey_output(tmp_path):
         assert c.streams.video[0].average_rate == 50 or c.streams.video[0].guessed_rate == 50
     with pytest.raises(errors.UnsupportedFormatError, match="uint16"):
         imgstore.new_for_format("h264/mkv", basedir=str(tmp_path / "x"), imgshape=(H, W), imgdtype="uint16")
-    with pytest.raises(errors.InvalidFrameMetadataError, match="fps -1"):
+    with pytest.raises(errors.InvalidOptionError, match="fps -1"):
         imgstore.new_for_format("h264/mkv", basedir=str(tmp_path / "y"), imgshape=(H, W), fps=-1)
     with pytest.raises(TypeError, match="nonsense"):
         imgstore.new_for_format("h264/mkv", basedir=str(tmp_path / "z"), imgshape=(H, W), nonsense=1)

@@ -20,6 +20,7 @@ __all__ = [
     "IndexFileError",
     "InvalidFrameMetadataError",
     "InvalidImageError",
+    "InvalidOptionError",
     "MetadataError",
     "MissingDependencyError",
     "ModeError",
@@ -84,6 +85,10 @@ class ChunkReadError(ImgStoreError, OSError):
 
 class StoreWriteError(ImgStoreError, OSError):
     """Writing to the store failed (disk full, read-only file system...)."""
+
+
+class InvalidOptionError(ImgStoreError, ValueError):
+    """A writing option with a value the format cannot take (``fps``, ``quality``, ``keyframe_interval``...)."""
 
 
 class InvalidImageError(ImgStoreError, ValueError):

@@ -125,6 +125,10 @@ class Storage(ABC):
         """True if ``path`` exists."""
         return self.stat_token(path) is not None
 
+    def is_link(self, path: str) -> bool:
+        """True if ``path`` is a symbolic link (writers never write through one)."""
+        return False
+
     def is_dir(self, path: str) -> bool:
         """True if ``path`` is a folder."""
         parent, name = os.path.split(os.path.normpath(path))
@@ -288,6 +292,9 @@ class LocalStorage(Storage):
 
     def is_dir(self, path: str) -> bool:
         return os.path.isdir(path)
+
+    def is_link(self, path: str) -> bool:
+        return os.path.islink(path)
 
     def local_path(self, path: str) -> str | None:
         return path

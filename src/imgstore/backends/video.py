@@ -15,6 +15,7 @@ from ..errors import (
     ChunkReadError,
     ImgStoreWarning,
     InvalidFrameMetadataError,
+    InvalidOptionError,
     MetadataError,
     UnsupportedFormatError,
 )
@@ -33,6 +34,34 @@ _WRITE_OPTIONS = frozenset({"fps", "quality", "bitrate", "keyframe_interval", "p
 #: open chunk readers kept per store: random access over several chunks keeps each chunk's
 #: decoders (and their positions) instead of reopening (measured: 123 -> 219 reads/s at GOP 250)
 _MAX_OPEN_READERS = 6
+
+
+#: frame rates a chunk can be encoded at (frames/s): 0.001 is one frame in 17 minutes
+_FPS_RANGE = (1e-3, 1e6)
+#: quality values per quality option (x264/x265 crf; MJPEG qscale)
+_QUALITY_RANGE = {"crf": (0, 51), "qscale": (2, 31)}
+
+
+def _check_writer_options(options: Mapping[str, Any], spec: Any) -> None:
+    """Refuse option values the encoder cannot take, before anything is created."""
+    fps = options.get("fps")
+    if fps is not None and not (ondisk.is_finite_number(fps) and _FPS_RANGE[0] <= float(fps) <= _FPS_RANGE[1]):
+        raise InvalidOptionError(f"fps {fps!r} must be a number from {_FPS_RANGE[0]} to {_FPS_RANGE[1]:g}")
+    for name in ("keyframe_interval", "bitrate"):
+        value = options.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise InvalidOptionError(f"{name} {value!r} must be a positive integer")
+    quality = options.get("quality")
+    if quality is not None:
+        if spec.quality_option is None:
+            raise InvalidOptionError(f"{spec.name} takes no quality (it is lossless), not {quality!r}")
+        low, high = _QUALITY_RANGE[spec.quality_option]
+        if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not low <= quality <= high:
+            raise InvalidOptionError(f"quality {quality!r} of {spec.name} must be an integer from {low} to {high} "
+                                     f"({spec.quality_option}, lower is better)")
+    pix_fmt = options.get("pix_fmt")
+    if pix_fmt is not None and not isinstance(pix_fmt, str):
+        raise InvalidOptionError(f"pix_fmt {pix_fmt!r} must be a string (an FFmpeg pixel format name)")
 
 
 def _pyav():
@@ -95,9 +124,7 @@ class VideoBackend(Backend):
                                          f"(use 'npy', 'png' or 'tif' for 16-bit)")
         color = len(imgshape) == 3 and imgshape[2] == 3
         self._writer_options = {k: options.pop(k) for k in sorted(_WRITE_OPTIONS) if k in options}
-        fps = self._writer_options.get("fps")
-        if fps is not None and not (ondisk.is_finite_number(fps) and float(fps) > 0):
-            raise InvalidFrameMetadataError(f"fps {fps!r} must be a positive number")
+        _check_writer_options(self._writer_options, spec)
         height, width = imgshape[:2]
         smd = StoreMetadata.new(self.class_name, fmt, 1, imgshape, "uint8", encoding, extension=spec.extension)
         if pyav.coded_size(fmt, height, width, color, self._writer_options.get("pix_fmt")) != (height, width):

@@ -236,6 +236,11 @@ class WriteSession:
         self._journal = None
         # the journal before the payload: a chunk whose payload exists always has a journal (or
         # an index), so a crash just after creating a video file is not a damaged chunk
+        payload = self.backend.payload_path(chunk_n)
+        if self.storage.is_link(payload) or self.storage.is_link(self.storage.dirname(base)):
+            # a link planted where the new chunk goes: its frames would land outside the store
+            raise StoreWriteError(errno.EEXIST, f"{payload} is a symbolic link: not writing chunk {chunk_n} "
+                                                f"through it", payload)
         self.storage.makedirs(self.storage.dirname(base))
         journal = ondisk.ChunkJournal(base + ondisk.JOURNAL_SUFFIX, self._fields, storage=self.storage)
         try:
@@ -251,10 +256,12 @@ class WriteSession:
         base = self.backend.chunk_base(self.open_chunk_n)
         writer, self._writer = self._writer, None
         if self._journal is None:
-            # the chunk failed to open (write error): no frame or extra data reached it
+            # the chunk failed to open (write error): no frame or extra data reached it; what it
+            # left is removed, unless the payload path is a link planted there (not ours)
             if writer is not None:
                 writer.close()
-            self.backend.remove_chunk_payload(self.open_chunk_n)
+            if not self.storage.is_link(self.backend.payload_path(self.open_chunk_n)):
+                self.backend.remove_chunk_payload(self.open_chunk_n)
             self._extra.discard()
             return
         final_arrays = (writer.close() if writer is not None else None) or {}
