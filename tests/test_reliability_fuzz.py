@@ -22,7 +22,10 @@ FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCh
 #: for the properties that write a file per example
 FUZZ_FILES = settings(FUZZ, max_examples=50)
 
-_MAGIC = b"IMGSTORE-JOURNAL 1\n"
+_MAGIC = b"IMGSTORE-JOURNAL 1\n"  # the first version, without checksums (still read)
+_MAGIC_V2 = b"IMGSTORE-JOURNAL 2\n"
+#: bytes of a journal record of frame_number and frame_time, with its CRC-32
+RECORD = 8 + 8 + 4
 
 
 def _check_table(table: dict) -> None:
@@ -44,7 +47,7 @@ def _check_table(table: dict) -> None:
 def test_fuzz_journal_bytes(tmp_path, data):
     """Any bytes, with or without a valid magic: a well-formed table or IndexCorruptError."""
     path = str(tmp_path / "c.journal")
-    for content in (data, _MAGIC + data):
+    for content in (data, _MAGIC + data, _MAGIC_V2 + data):
         with open(path, "wb") as f:
             f.write(content)
         with contextlib.suppress(errors.IndexCorruptError):
@@ -80,14 +83,46 @@ def test_journal_cut_anywhere_reads_complete_records(tmp_path, records, data):
     journal.close()
     with open(path, "rb") as f:
         content = f.read()
-    header = len(content) - 16 * len(records)
+    header = len(content) - RECORD * len(records)
     cut = data.draw(st.integers(header, len(content)))
     with open(path, "wb") as f:
         f.write(content[:cut])
     table = ondisk.read_journal(path)
-    n = (cut - header) // 16
+    n = (cut - header) // RECORD
     assert table["frame_number"].tolist() == [fn for fn, _ in records[:n]]
     assert table["frame_time"].tolist() == [ft for _, ft in records[:n]]
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False)), min_size=1, max_size=12),
+       st.data())
+def test_journal_byte_flipped_anywhere_is_never_read_as_frames(tmp_path, records, data):
+    """One flipped byte anywhere: the header is refused, or the records read are the ones written, in
+    order, up to the damaged one (those after it are counted as damaged, never returned)."""
+    path = str(tmp_path / "c.journal")
+    if os.path.exists(path):
+        os.unlink(path)
+    journal = ondisk.ChunkJournal(path, fsync_interval=None)
+    for fn, ft in records:
+        journal.append(frame_number=fn, frame_time=ft)
+    journal.close()
+    with open(path, "rb") as f:
+        content = bytearray(f.read())
+    at = data.draw(st.integers(0, len(content) - 1))
+    content[at] ^= data.draw(st.integers(1, 255))
+    with open(path, "wb") as f:
+        f.write(content)
+    header = len(content) - RECORD * len(records)
+    try:
+        contents = ondisk.read_journal_contents(path)
+    except errors.IndexCorruptError:
+        assert at < header  # only a damaged header is refused whole
+        return
+    assert at >= header
+    damaged = (at - header) // RECORD
+    assert contents.table["frame_number"].tolist() == [fn for fn, _ in records[:damaged]]
+    assert contents.table["frame_time"].tolist() == [ft for _, ft in records[:damaged]]
+    assert contents.damaged_records == len(records) - damaged
 
 
 _JSON = st.recursive(st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats(allow_nan=False)

@@ -31,9 +31,11 @@ import json
 import math
 import os
 import re
+import struct
 import time
 import uuid as uuid_module
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -469,23 +471,29 @@ def write_chunk_index(base: str, arrays: Mapping[str, np.ndarray], smd: StoreMet
 
 # --------------------------------------------------------------------------- journal
 
-_JOURNAL_MAGIC = b"IMGSTORE-JOURNAL 1\n"
+_JOURNAL_MAGIC_V1 = b"IMGSTORE-JOURNAL 1\n"
+#: version 2: the header line carries its CRC-32 and every record its own, so a damaged
+#: journal is refused rather than turned into frame numbers
+_JOURNAL_MAGIC = b"IMGSTORE-JOURNAL 2\n"
 BASE_JOURNAL_FIELDS: tuple[tuple[str, str], ...] = (("frame_number", "<i8"), ("frame_time", "<f8"))
+_RECORD_CRC = ("_crc32", "<u4")
 
 
 class ChunkJournal:
     """Append-only record of the frames of the chunk being written.
 
     Records are fixed-size and written with one unbuffered write each, so a killed writer
-    loses no record the OS has accepted; a torn last record is ignored on read.
-    ``fsync`` runs at most every ``fsync_interval`` seconds to bound loss on power failure.
+    loses no record the OS has accepted; a torn last record is ignored on read. Each record
+    ends with the CRC-32 of its fields. ``fsync`` runs at most every ``fsync_interval``
+    seconds to bound loss on power failure.
     """
 
     def __init__(self, path: str, fields: Sequence[tuple[str, str]] = BASE_JOURNAL_FIELDS,
                  fsync_interval: float | None = 1.0, *, storage: Storage = LOCAL) -> None:
         self.path = path
         self.dtype = np.dtype([(name, fmt) for name, fmt in fields])
-        header = _JOURNAL_MAGIC + json.dumps({"fields": [list(f) for f in fields]}).encode() + b"\n"
+        header_json = json.dumps({"fields": [list(f) for f in fields]}).encode()
+        header = _JOURNAL_MAGIC + header_json + b"\t%08x\n" % zlib.crc32(header_json)
         self._file: AppendFile | None = storage.open_append(path, header=header)
         self._storage = storage
         self._fsync_interval = fsync_interval
@@ -498,7 +506,8 @@ class ChunkJournal:
             raise StoreWriteError(errno.EBADF, f"journal {self.path} is closed", self.path)
         rec = self._record
         rec[0] = tuple(values.get(name, 0) for name in self.dtype.names or ())
-        self._file.append(rec.tobytes())
+        data = rec.tobytes()
+        self._file.append(data + struct.pack("<I", zlib.crc32(data)))
         if self._fsync_interval is not None:
             now = time.monotonic()
             if now - self._last_sync >= self._fsync_interval:
@@ -519,16 +528,47 @@ class ChunkJournal:
             self._storage.remove(self.path)
 
 
+@dataclasses.dataclass
+class JournalContents:
+    """A journal's trustworthy records, and how many complete records after them failed their check."""
+
+    table: dict[str, np.ndarray]
+    damaged_records: int = 0
+
+
 def read_journal(path: str, *, storage: Storage = LOCAL) -> dict[str, np.ndarray]:
-    """Read the complete records of a chunk journal as a dict of arrays."""
+    """Read the trustworthy records of a chunk journal as a dict of arrays (see :func:`read_journal_contents`)."""
+    return read_journal_contents(path, storage=storage).table
+
+
+def read_journal_contents(path: str, *, storage: Storage = LOCAL) -> JournalContents:
+    """Read a chunk journal: its records up to the first that fails its checksum.
+
+    A torn last record (the writer killed mid-write) is ignored; complete records after one
+    that fails its check are counted in ``damaged_records`` (a damaged file: the frames they
+    describe cannot be placed). A damaged header raises :class:`IndexCorruptError`.
+    """
     data = storage.read_bytes(path)
-    if not data.startswith(_JOURNAL_MAGIC):
+    if data.startswith(_JOURNAL_MAGIC):
+        checked = True
+        start = len(_JOURNAL_MAGIC)
+    elif data.startswith(_JOURNAL_MAGIC_V1):
+        checked = False  # written by an earlier version of this package
+        start = len(_JOURNAL_MAGIC_V1)
+    else:
         raise IndexCorruptError(f"{path}: not an imgstore journal")
     try:
-        end = data.index(b"\n", len(_JOURNAL_MAGIC))
-        header = json.loads(data[len(_JOURNAL_MAGIC):end])
+        end = data.index(b"\n", start)
+        line = data[start:end]
+        if checked:
+            line, _, crc = line.rpartition(b"\t")
+            if len(crc) != 8 or int(crc, 16) != zlib.crc32(line):
+                raise IndexCorruptError(f"{path}: journal header fails its checksum")
+        header = json.loads(line)
         fields = [(str(n), str(t)) for n, t in header["fields"]]
         dtype = np.dtype(fields)
+    except IndexCorruptError:
+        raise
     except Exception as exc:  # json, unpacking and numpy raise many kinds for a damaged header
         raise IndexCorruptError(f"{path}: bad journal header ({type(exc).__name__}: {exc})") from None
     # only plain numeric fields, frame_number an integer and frame_time a float, can be trusted
@@ -538,12 +578,24 @@ def read_journal(path: str, *, storage: Storage = LOCAL) -> dict[str, np.ndarray
             or dtype["frame_time"].kind != "f":
         raise IndexCorruptError(f"{path}: bad journal header (fields {fields})")
     body = data[end + 1:]
-    n = len(body) // dtype.itemsize
-    recs = np.frombuffer(body[: n * dtype.itemsize], dtype=dtype)
+    size = dtype.itemsize + (4 if checked else 0)
+    n = len(body) // size
+    damaged = 0
+    if checked:
+        good = n
+        for i in range(n):
+            record = body[i * size: (i + 1) * size]
+            if struct.unpack("<I", record[-4:])[0] != zlib.crc32(record[:-4]):
+                good, damaged = i, n - i
+                break
+        n = good
+        recs = np.frombuffer(body[: n * size], dtype=np.dtype([*fields, _RECORD_CRC]))
+    else:
+        recs = np.frombuffer(body[: n * size], dtype=dtype)
     out = {name: np.array(recs[name]) for name in names}
     out["frame_number"] = out["frame_number"].astype(np.int64)
     out["frame_time"] = out["frame_time"].astype(np.float64)
-    return out
+    return JournalContents(out, damaged)
 
 
 def is_finite_number(value: Any) -> bool:
