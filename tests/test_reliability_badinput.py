@@ -130,9 +130,23 @@ def test_truncated_index_of_a_closed_chunk(tmp_path):
         assert_frames_exact(s, [0, 1, 2, 6, 7, 8])  # the rest still reads; nothing is guessed
     with pytest.raises(errors.IndexCorruptError, match="000001"):
         imgstore.new_for_filename(path, strict=True)
-    report = repair(path)  # no journal describes that chunk: left alone, and said so
-    assert not report.clean and "chunk 1" in report.left[0]
-    assert os.path.exists(idx)
+    with open(idx, "rb") as f:
+        damaged = f.read()
+    report = repair(path)  # no journal describes that chunk: set aside whole, and said so
+    assert not report.clean and "chunk 1 cannot be read" in str(report)
+    # chunk 2's first record was added with frame 5, which went aside with chunk 1: kept aside too
+    assert report.moved == ["damaged/000001", "damaged/000002/index.extra.json"]
+    with open(os.path.join(path, "damaged", "000001", "index.npz"), "rb") as f:
+        assert f.read() == damaged  # kept byte for byte
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with imgstore.new_for_filename(path) as s:
+            assert not s.damaged_chunks
+            assert_frames_exact(s, [0, 1, 2, 6, 7, 8])
+            extra = s.get_extra_data()  # every record still names the frame it was added with
+            # frame 2's record (filed with chunk 1) stays with frame 2; frame 5's went aside with frame 5
+            assert extra["i"].tolist() == [0, 1, 2, 6, 7, 8]
+            assert extra["frame_index"].tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_index_longer_than_the_frames_on_disk(tmp_path):

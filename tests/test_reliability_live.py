@@ -235,7 +235,7 @@ def test_refresh_survives_chunk_closing_between_looks(tmp_path, monkeypatch):
         warnings.simplefilter("ignore")
         reader = imgstore.new_for_filename(dest)
     assert reader.frame_count == 2
-    real = ondisk.read_journal
+    real = ondisk.read_journal_contents
 
     def close_chunk_first(path, **kwargs):
         # the reader saw no index; before it opens the journal the writer closes the chunk
@@ -243,7 +243,7 @@ def test_refresh_survives_chunk_closing_between_looks(tmp_path, monkeypatch):
             writer.add_image(img, 2, 1e9 + 2)
         return real(path, **kwargs)
 
-    monkeypatch.setattr(ondisk, "read_journal", close_chunk_first)
+    monkeypatch.setattr(ondisk, "read_journal_contents", close_chunk_first)
     assert reader.refresh() == 1
     assert reader.damaged_chunks == {} and reader.frame_numbers.tolist() == [0, 1, 2]
     writer.close()

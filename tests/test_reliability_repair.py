@@ -140,12 +140,22 @@ def test_refuses_a_live_writer_and_a_foreign_host_lock(tmp_path):
 
 
 def test_reference_crashed_store(tmp_path, fixture_copy):
-    """imgstore 0.4 keeps no journal: its crashed chunk cannot be indexed and is left, and said so."""
+    """imgstore 0.4 keeps no journal: its crashed chunk cannot be indexed; it is set aside, and said so."""
     path = fixture_copy("crashed_npy")
+    frames = sorted(os.listdir(os.path.join(path, "000002")))
     report = repair(path)
-    assert not report.clean and "chunk 2" in report.left[0] and report.frame_count == 20
-    assert not os.path.exists(os.path.join(path, ".lock"))
-    assert len(os.listdir(os.path.join(path, "000002"))) == 3  # its frames are kept
+    assert not report.clean and report.moved == ["damaged/000002"] and report.frame_count == 20
+    assert "neither an index nor a journal" in str(report) and "set aside" in str(report).splitlines()[-1]
+    assert not os.path.exists(os.path.join(path, ".lock")) and not os.path.exists(os.path.join(path, "000002"))
+    assert sorted(os.listdir(os.path.join(path, "damaged", "000002"))) == frames  # its frames are kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rest of the store reads without a word, and appends
+        with imgstore.new_for_filename(path, mode="a") as s:
+            s.add_image(np.zeros(s.image_shape, np.uint8), 99, 9.0)
+        with imgstore.new_for_filename(path) as s:
+            assert s.frame_count == 21 and s.frame_numbers[-1] == 99
+    again = repair(path)
+    assert not again.changed and again.clean
 
 
 def test_cli(tmp_path, capsys, fixture_copy):
@@ -165,7 +175,7 @@ def test_cli(tmp_path, capsys, fixture_copy):
     assert err.count("\n") == 1 and err.startswith("imgstore-repair: error:") and "nope" in err
     assert cli_repair.main([]) == 2
     assert cli_repair.main([fixture_copy("crashed_npy")]) == cli_repair.EXIT_DAMAGE_LEFT
-    assert "left as is: chunk 2" in capsys.readouterr().out
+    assert "move 000002 to damaged/000002" in capsys.readouterr().out
     w = imgstore.new_for_format("npy", basedir=str(tmp_path / "live"), imgshape=(8, 8))
     try:
         assert cli_repair.main([str(tmp_path / "live")]) == 1

@@ -27,6 +27,7 @@ __all__ = [
     "JsonCustomEncoder",
     "encode_extra_record",
     "read_extra_json",
+    "read_extra_lines",
 ]
 
 #: Suffixes of extra-data files, in the reference's order.
@@ -119,28 +120,40 @@ class ExtraDataWriter:
         self._lines.clear()
 
 
+def read_extra_lines(path: str, *, storage: Storage = LOCAL) -> tuple[list[dict[str, Any]], list[int]]:
+    """Read an ``.extra.jsonl`` journal line by line: ``(records, numbers of unreadable lines)``.
+
+    Every record ends with a newline, so a torn last piece (a killed writer) is not a record
+    and not counted as unreadable; any other line that is not a JSON object is.
+    """
+    raw = storage.read_bytes(path)
+    records: list[dict[str, Any]] = []
+    bad: list[int] = []
+    lines = raw.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too deep
+            if i < len(lines) - 1:
+                bad.append(i + 1)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad.append(i + 1)
+    return records, bad
+
+
 def read_extra_json(path: str, *, storage: Storage = LOCAL) -> list[dict[str, Any]]:
     """Read an ``.extra.json`` array or an ``.extra.jsonl`` journal (torn last line ignored)."""
-    raw = storage.read_bytes(path)
     if path.endswith(EXTRA_JOURNAL_SUFFIX):
-        records = []
-        # every record ends with a newline, so only the last piece can be a torn record
-        lines = raw.split(b"\n")
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line.decode("utf-8"))
-            except RecursionError:
-                raise IndexCorruptError(f"{path}: line {i + 1} is nested too deeply to read") from None
-            except ValueError:  # JSONDecodeError, UnicodeDecodeError
-                if i == len(lines) - 1:
-                    break  # a torn last line from a killed writer
-                raise IndexCorruptError(f"{path}: line {i + 1} is not a JSON record") from None
-            if not isinstance(record, dict):
-                raise IndexCorruptError(f"{path}: line {i + 1} is not a JSON object")
-            records.append(record)
+        records, bad = read_extra_lines(path, storage=storage)
+        if bad:
+            raise IndexCorruptError(f"{path}: line {bad[0]} is not a JSON record")
         return records
+    raw = storage.read_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -177,6 +177,10 @@ class Storage(ABC):
         """Move (or copy) a local file ``source`` into the store at ``path``."""
         raise self._refuse("write", path)
 
+    def move(self, path: str, destination: str) -> None:
+        """Rename a file or folder inside the store; refuses to replace an existing ``destination``."""
+        raise self._refuse("move", path)
+
     def can_write(self, path: str) -> bool:
         """True if files can be created in folder ``path``."""
         return False
@@ -378,6 +382,18 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StoreWriteError(exc.errno, f"could not {'move' if move else 'copy'} {source} to {path}: "
                                              f"{exc.strerror}", path) from exc
+
+    def move(self, path: str, destination: str) -> None:
+        self._check_writable("move", path)
+        try:
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            # rename never follows a link at either end; the check keeps a file from being replaced
+            if os.path.lexists(destination):
+                raise FileExistsError(errno.EEXIST, "destination exists", destination)
+            os.rename(path, destination)
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"could not move {path} to {destination}: {exc.strerror or exc}",
+                                  path) from exc
 
     def can_write(self, path: str) -> bool:
         return not self.read_only and os.access(path, os.W_OK)

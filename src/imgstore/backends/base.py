@@ -43,6 +43,7 @@ from .arrayview import ArrayView
 from .compat import ReferencePrivates
 from .contract import Backend
 from .info import StoreInfo
+from .recovery import RecoveryLog, finish_chunks, has_unfinished_chunks
 from .scan import ChunkScanner, ScanState
 from .upkeep import Upkeep
 from .writing import WriteSession, check_frame_metadata, plan_new_store, prepare_folder, remove_store_files
@@ -258,15 +259,17 @@ class ImgStore(ArrayView, StoreInfo, Upkeep, ReferencePrivates):
                 raise IndexCorruptError(
                     f"cannot append to {self._basedir}: damaged chunks {sorted(self.damaged_chunks)} "
                     f"(run repair first)")
-            # journaled chunks of a crashed writer get a proper index before we add to the store
-            for chunk_n in index.chunks:
-                base = self._backend.chunk_base(chunk_n)
-                if ondisk.find_index_file(base, storage=self._storage) is None:
-                    sl = index.chunk_slice(chunk_n)
-                    ondisk.write_chunk_index(base, {"frame_number": index.frame_number[sl],
-                                                    "frame_time": index.frame_time[sl]}, self._smd,
-                                             storage=self._storage)
-                    self._storage.remove(base + ondisk.JOURNAL_SUFFIX)
+            if has_unfinished_chunks(self._backend):
+                # a crashed writer's chunks are finished first (as repair does), so that its extra
+                # data keeps pointing at its own frames and not at the frames appended now
+                log = RecoveryLog()
+                finish_chunks(self._backend, self._smd, log)
+                if log.moved:
+                    warnings.warn(f"{self._basedir}: opening for appending set aside in "
+                                  f"{ondisk.DAMAGED_FOLDER}/ what a crashed writer left unreadable: "
+                                  f"{'; '.join(log.moved)}", ImgStoreWarning, stacklevel=4)
+                index = index_cache.open_index(self._scanner, self._storage, self._basedir,
+                                               self._cache_identity(), may_write=False).index
             # the reference's saved SQLite index describes the store before this append
             self._storage.remove(self._storage.join(self._basedir, STORE_INDEX_FILENAME))
             on_disk = [c for c, _ in self._backend.list_chunks()]

@@ -214,9 +214,10 @@ class Backend(ABC):
         return table
 
     def chunk_has_payload(self, chunk_n: int) -> bool:
-        """False if chunk ``chunk_n`` holds no frame data at all (created, then the writer died).
+        """False if chunk ``chunk_n`` provably holds no frame data (created, then the writer died).
 
-        Only asked for chunks with neither index nor journal; the default assumes frames.
+        Asked for chunks with neither index nor journal, and for crashed chunks none of whose
+        journaled frames could be recovered (before deleting them); when in doubt, True.
         """
         return True
 

@@ -194,7 +194,9 @@ class StoreInfo:
 
     def get_extra_data(self, ignore_corrupt_chunks: bool = False):
         """All extra data as a pandas DataFrame (None if there is none)."""
-        return read_extra_data(self._backend, ignore_corrupt_chunks)
+        # records of a crashed writer's open chunk are checked against the frames that survived
+        frame_numbers = self._frame_index.frame_number if self._session is None else None
+        return read_extra_data(self._backend, ignore_corrupt_chunks, frame_numbers=frame_numbers)
 
     def get_extra_data_samplerate(self) -> float:
         """Sample rate of the sensor data in Motif ``.extra_data.h5`` files (one dataset only).

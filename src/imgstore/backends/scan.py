@@ -256,6 +256,7 @@ class ChunkScanner:
     def _load_table(self, chunk_n: int, base: str, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
         journal = base + ondisk.JOURNAL_SUFFIX
         journal_table = None
+        damaged_records = 0
         # a live writer closing this chunk writes its index, then removes the journal: look
         # again if the journal vanished between the two looks, so the chunk is never missed
         for _ in range(2):
@@ -263,11 +264,20 @@ class ChunkScanner:
             if path is not None:
                 return ondisk.read_chunk_index(path, keys, storage=self.storage)
             try:
-                journal_table = ondisk.read_journal(journal, storage=self.storage)
+                contents = ondisk.read_journal_contents(journal, storage=self.storage)
+                journal_table, damaged_records = contents.table, contents.damaged_records
                 break
             except FileNotFoundError:
                 continue
         if journal_table is not None:
+            if damaged_records:
+                # complete records failing their checksum: the file was damaged after writing,
+                # so the frames they describe are dropped rather than guessed at
+                why = (f"journal {journal} has {damaged_records} damaged record(s) after "
+                       f"{len(journal_table['frame_number'])} good one(s); their frames are not read")
+                if self.strict:
+                    raise IndexCorruptError(why)
+                warnings.warn(f"{self.backend.basedir}: chunk {chunk_n}: {why}", ImgStoreWarning, stacklevel=7)
             if not len(journal_table["frame_number"]):
                 return journal_table  # opened, no frame yet: nothing to recover, nothing to check
             table = self.backend.recover_chunk(chunk_n, journal_table)

@@ -278,6 +278,15 @@ class VideoBackend(Backend):
         return {"frame_number": table["frame_number"][:n], "frame_time": table["frame_time"][:n],
                 "pts": on_disk["pts"][:n], "keyframe": on_disk["keyframe"][:n]}
 
+    def chunk_has_payload(self, chunk_n: int) -> bool:
+        token = self.storage.stat_token(self.payload_path(chunk_n))
+        if token is None or token.size == 0:
+            return False  # the muxer writes nothing before the first encoded packet
+        try:
+            return len(_pyav().build_frame_table(self._local_payload(chunk_n))["pts"]) > 0
+        except Exception:  # an unreadable file may still hold frames a person can rescue
+            return True
+
     # ------------------------------------------------------------------ reading
 
     def _reader(self, chunk_n: int) -> Any:

@@ -2,11 +2,12 @@
 
 Writes the index of the chunk the writer had open (from its journal), turns its extra-data
 journal into ``.extra.json``, removes journals, temporary files and a stale ``.lock``, and
-deletes chunks without a recoverable frame, so that every reader, imgstore 0.4 included,
-reads the store as a closed one. A store that a live process is writing is never touched.
+deletes chunks that provably hold nothing, so that every reader, imgstore 0.4 included,
+reads the store as a closed one. What cannot be interpreted is moved into the store's
+``damaged/`` folder, never deleted. A store that a live process is writing is never touched.
 
 Exit status: 0 repaired (or nothing to do), 1 error, 2 bad arguments, 3 repaired as far as
-possible but damage is left that repair cannot fix (listed).
+possible but damage was found: set aside in ``damaged/`` or left (listed).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ examples:
   imgstore-repair /data/mouse1               do it
 """
 
-#: exit status when damage is left that repair cannot fix
+#: exit status when damage was found: set aside in ``damaged/`` or left as is
 EXIT_DAMAGE_LEFT = 3
 
 
