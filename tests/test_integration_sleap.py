@@ -130,6 +130,21 @@ def test_saving_and_reloading_keeps_the_store_videos(stores, tmp_path):
     assert clone.videos[0].backend.index_by == "frame_number"
 
 
+def test_a_project_moved_with_its_stores_finds_them(stores, tmp_path):
+    import shutil
+
+    colour, _ = stores["colour"]
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copytree(colour, moved / "colour")
+    project = _write_sleap14_project(moved / "p.slp", [("/gone/lab/colour", False, [3])])
+    labels = bridge.load_slp(project)
+    video = labels.videos[0]
+    assert isinstance(video.backend, bridge.ImgStoreVideo)
+    assert video.filename == str(moved / "colour" / "metadata.yaml")
+    assert read_barcode(labels.labeled_frames[0].image) == 3
+
+
 def test_as_positions_renumbers_frames_by_number(stores, tmp_path):
     grey, grey_numbers = stores["grey"]
     wanted = [grey_numbers[i] for i in (3, 40)]

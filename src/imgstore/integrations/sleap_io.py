@@ -200,8 +200,25 @@ def _from_filename(original, cls, filename, dataset=None, grayscale=None, keep_o
     return original(filename, dataset=dataset, grayscale=grayscale, keep_open=keep_open, **kwargs)
 
 
-def _make_video(original, *args, **kwargs):
-    return _sync(original(*args, **kwargs))
+def _moved_store(labels_path: str, video_json: dict[str, Any]) -> dict[str, Any]:
+    """A store video whose recorded path is gone, found beside the project (a project copied with its stores).
+
+    sleap-io looks for the file's *name* beside the project, which for a store is ``metadata.yaml``;
+    the store is the folder holding it.
+    """
+    meta = video_json.get("backend", {})
+    recorded = meta.get("filename", "")
+    if _index_by_from_metadata(meta) is None or not isinstance(recorded, str) or store_folder(recorded):
+        return video_json
+    folder = recorded[: -len("/metadata.yaml")] if recorded.endswith("/metadata.yaml") else recorded
+    beside = os.path.join(os.path.dirname(os.fspath(labels_path)), os.path.basename(folder.rstrip("/\\")))
+    if store_folder(beside) is None:
+        return video_json
+    return {**video_json, "backend": {**meta, "filename": os.path.join(beside, "metadata.yaml")}}
+
+
+def _make_video(original, labels_path, video_json, *args, **kwargs):
+    return _sync(original(labels_path, _moved_store(labels_path, video_json), *args, **kwargs))
 
 
 def _video_to_dict(original, video, labels_path=None, prefer_metadata=True):
