@@ -141,6 +141,8 @@ def test_errors_name_the_bad_value(stores):
         store[:, 0, 9]
     with pytest.raises(FrameIndexError, match=r"boolean mask of shape \(3,\)"):
         store[np.ones(3, bool)]
+    with pytest.raises(FrameIndexError, match=r"boolean index did not match indexed array along axis 0"):
+        store[np.ones((6, 5), bool)]  # a mask over frames and rows, one frame short
     with pytest.raises(FrameIndexError, match=r"1\.5"):
         store[1.5]
     with pytest.raises(FrameIndexError, match="too many indices"):

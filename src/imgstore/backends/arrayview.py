@@ -90,14 +90,12 @@ def plan_indexing(key: Any, shape: tuple[int, ...]) -> IndexPlan:
         where = next(k for k in range(where + 1, len(split)) if _axes_taken(split[k]))
     if where is not None and split[where] is not Ellipsis:
         frames, split[where] = _plan_first_axis(split[where], n, shape, key)
-    final = tuple(split)
-    stack_shape = (len(frames), *shape[1:])
     try:
-        # numpy checks the rest of the key on a free stand-in of the stack (no frame decoded)
-        np.broadcast_to(np.zeros((), np.uint8), stack_shape)[final]
+        # numpy checks the whole key on a free stand-in of the store (zero strides: no frame decoded)
+        np.broadcast_to(np.zeros((), np.uint8), shape)[tuple(entries)]
     except IndexError as exc:
         raise FrameIndexError(f"{exc}: store of shape {shape} indexed with {key!r}") from None
-    return IndexPlan(frames, final)
+    return IndexPlan(frames, tuple(split))
 
 
 def _plan_first_axis(entry: Any, n: int, shape: tuple[int, ...], key: Any) -> tuple[np.ndarray, Any]:
