@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlignmentError",
+    "ArrayTooLargeError",
     "ChunkReadError",
     "ExtraDataError",
     "FrameIndexError",
@@ -109,6 +110,10 @@ class ModeError(ImgStoreError, ValueError):
 
 class StoreClosedError(ImgStoreError, ValueError):
     """The store was closed."""
+
+
+class ArrayTooLargeError(ImgStoreError, MemoryError):
+    """``np.asarray(store)`` on a store bigger than its ``max_array_bytes`` (slice it, or use ``to_dask``)."""
 
 
 class MissingDependencyError(ImgStoreError, ImportError):

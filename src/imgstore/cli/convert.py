@@ -4,7 +4,8 @@ The new store keeps every frame's frame_number and frame_time, the user metadata
 extra data (each record re-added after its frame, with its own columns) and the
 recording's creation time and time zone; it gets a new uuid. ``--to-video`` writes one
 ordinary H.264 video (for sharing or editing) plus a CSV mapping its frames back to the
-store: ``frame_index,frame_number,frame_time``.
+store: ``frame_index,frame_number,frame_time``. ``--to-nwb`` writes an NWB file instead
+(:mod:`imgstore.integrations.nwb`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ examples:
   imgstore-convert /data/motif_run /data/run_ffv1 --format ffv1/mkv      lossless archive copy
   imgstore-convert /data/pngs /data/pngs_h264 --format h264/mkv --quality 20
   imgstore-convert /data/run1 --to-video run1.mp4       run1.mp4 + run1.csv (frame_index,frame_number,frame_time)
+  imgstore-convert /data/run1 --to-nwb run1.nwb         NWB ImageSeries over the store's video files (DANDI's form)
 
 Frame numbers, frame times, user metadata, extra data, the creation time and the time
 zone are kept; the new store gets its own uuid.
@@ -440,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at DEST")
     p.add_argument("--to-video", metavar="FILE.mp4",
                    help="also (or only) export an ordinary H.264 video, plus FILE.csv beside it")
+    p.add_argument("--to-nwb", metavar="FILE.nwb",
+                   help="instead, write an NWB file whose ImageSeries references the store's video files "
+                        "(embeds the frames of directory stores), timestamps = frame_time (needs imgstore[nwb])")
+    p.add_argument("--embed-frames", action="store_true", help="--to-nwb: embed the frames even of video stores")
     p.add_argument("--skip-damaged", action="store_true",
                    help="leave out source frames that cannot be read (they are listed) instead of stopping")
     p.add_argument("--resume", action="store_true",
@@ -453,8 +459,12 @@ def run(args: argparse.Namespace) -> int:
 
     from .save import StopFlag
 
+    if args.to_nwb is not None:
+        return _run_to_nwb(args)
+    if args.embed_frames:
+        raise UsageError("--embed-frames applies to --to-nwb")
     if args.dest is None and args.to_video is None:
-        raise UsageError("give DEST (with --format) or --to-video FILE.mp4")
+        raise UsageError("give DEST (with --format), --to-video FILE.mp4 or --to-nwb FILE.nwb")
     fmt = None
     if args.dest is not None:
         if args.format is None and not args.resume:
@@ -506,6 +516,25 @@ def run(args: argparse.Namespace) -> int:
         hint = f"; continue with: imgstore-convert {args.src} {args.dest} --resume" if args.dest else ""
         print(f"stopped early ({name}): {args.dest or args.to_video} is complete up to there{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    return 0
+
+
+def _run_to_nwb(args: argparse.Namespace) -> int:
+    """``--to-nwb``: the store as an NWB ImageSeries (see :mod:`imgstore.integrations.nwb`)."""
+    import imgstore
+
+    if args.dest is not None or args.to_video is not None or args.format is not None or args.resume:
+        raise UsageError("--to-nwb writes only the NWB file: give no DEST, --format, --to-video or --resume")
+    if os.path.exists(args.to_nwb) and not args.overwrite:
+        raise CLIError(f"{args.to_nwb} exists (use --overwrite to replace it)")
+    from ..integrations.nwb import store_to_nwb
+
+    with imgstore.new_for_filename(args.src) as src:
+        if len(src) == 0:
+            raise CLIError(f"{args.src} has no frames")
+        store_to_nwb(src, args.to_nwb, embed=True if args.embed_frames else None, overwrite=args.overwrite)
+        how = "embedded" if args.embed_frames or src.class_name != "VideoImgStore" else "referenced"
+        print(f"wrote {args.to_nwb}: ImageSeries of {len(src)} frames ({how}), timestamps = frame_time")
     return 0
 
 
