@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import imgstore
@@ -75,15 +76,32 @@ def test_truncated_video_chunk(truncated_video, capsys):
     assert doc["chunks"][1]["problems"][0]["kind"] == "truncated"
 
 
-def test_flipped_byte_in_a_frame_file(tmp_path, capsys):
-    path = make_store(str(tmp_path / "png"), "png")
-    flip_byte(os.path.join(path, "000002", "000007.png"), 120)  # inside the compressed pixels
+@pytest.mark.parametrize("fmt", ["png", "npy", "pgm"])
+def test_flipped_byte_in_a_frame_file(tmp_path, capsys, fmt):
+    """One flipped pixel byte: raw formats decode it as another image; the checksum does not."""
+    path = make_store(str(tmp_path / fmt), fmt)
+    frame_file = os.path.join(path, "000002", f"000007.{fmt}")
+    flip_byte(frame_file, os.path.getsize(frame_file) - 3)
     report = verify_mod.verify(path, workers=1)
     [problem] = report.problems
-    assert (problem.kind, problem.chunk, problem.first, problem.last) == ("unreadable", 2, 47, 47)
-    assert "000007.png" in problem.detail
+    assert (problem.kind, problem.chunk, problem.first, problem.last) == ("corrupt", 2, 47, 47)
+    assert f"000007.{fmt}" in problem.detail and "fails its checksum" in problem.detail
     assert verify.main([path, "-q"]) == 1
-    assert "chunk 2: unreadable: frame_index 47 (frame_number 47)" in capsys.readouterr().out
+    assert "chunk 2: corrupt: frame_index 47 (frame_number 47)" in capsys.readouterr().out
+
+
+def test_flipped_byte_without_checksums_is_found_by_the_decoder_only(tmp_path):
+    """A store as imgstore 0.4 writes it (no checksums): damage the decoder notices is still reported."""
+    path = make_store(str(tmp_path / "png"), "png")
+    for chunk in sorted(os.listdir(path)):
+        index = os.path.join(path, chunk, "index.npz")
+        if os.path.exists(index):
+            arrays = dict(np.load(index))
+            del arrays["payload_xxh3"]
+            np.savez(index, **arrays)
+    flip_byte(os.path.join(path, "000002", "000007.png"), 120)  # inside the compressed pixels
+    [problem] = verify_mod.verify(path, workers=1).problems
+    assert (problem.kind, problem.first) == ("unreadable", 47) and "000007.png" in problem.detail
 
 
 def test_missing_frame_file_and_extra_packets_are_named(tmp_path):

@@ -139,9 +139,17 @@ def test_missing_and_truncated_frame_files(tmp_path):
     with imgstore.new_for_filename(path) as s:
         with pytest.raises(errors.ChunkReadError, match=r"000001.png is missing"):
             s.get_image(1)
-        with pytest.raises(errors.ChunkReadError, match=r"000000.png is damaged"):
+        # checked against the checksum recorded at write time, before decoding
+        with pytest.raises(errors.ChunkCorruptError, match=r"frame 0 of chunk 1 \(.*000000.png\) fails its checksum"):
             s.get_image(3)
         assert s.get_image(4)[1][0] == 4  # the rest still reads
+    # a store without checksums (as the reference writes them): the decoder notices
+    index = os.path.join(path, "000001", "index.npz")
+    arrays = dict(np.load(index))
+    del arrays["payload_xxh3"]
+    np.savez(index, **arrays)
+    with imgstore.new_for_filename(path) as s, pytest.raises(errors.ChunkReadError, match=r"000000.png is damaged"):
+        s.get_image(3)
 
 
 def test_journal_torn_record(tmp_path):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 
+import numpy as np
 import pytest
 
 import imgstore
@@ -28,6 +30,15 @@ def journal_header_length(path: str) -> int:
     with open(path, "rb") as f:
         data = f.read()
     return data.index(b"\n", len(b"IMGSTORE-JOURNAL 2\n")) + 1
+
+
+def journal_record_size(path: str) -> int:
+    """Bytes per record: the fields named in the header, plus the record's CRC-32."""
+    with open(path, "rb") as f:
+        data = f.read()
+    start = len(b"IMGSTORE-JOURNAL 2\n")
+    fields = json.loads(data[start:data.index(b"\n", start)].rpartition(b"\t")[0])["fields"]
+    return np.dtype([tuple(f) for f in fields]).itemsize + 4
 
 
 def quiet_open(path, **kw):
@@ -82,7 +93,7 @@ def test_damaged_journal_record_keeps_the_good_records(tmp_path):
     path, _ = crashed_store(tmp_path, point="frame-journaled:14")  # chunk 2 journals frames 10..13
     journal = os.path.join(path, "000002", "index.journal")
     header = journal_header_length(journal)
-    flip(journal, header + 2 * 20 + 3)  # inside the third record (frame 12)
+    flip(journal, header + 2 * journal_record_size(journal) + 3)  # inside the third record (frame 12)
     with open(journal, "rb") as f:
         damaged_journal = f.read()
     warned = pytest.warns(imgstore.ImgStoreWarning, match=r"2 damaged record\(s\) after 2 good one")

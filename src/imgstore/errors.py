@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "AlignmentError",
     "ArrayTooLargeError",
+    "ChunkCorruptError",
     "ChunkReadError",
     "ExtraDataError",
     "FrameIndexError",
@@ -82,6 +83,13 @@ class IndexFileError(IndexCorruptError, OSError):
 
 class ChunkReadError(ImgStoreError, OSError):
     """A chunk's frame file is missing, truncated or cannot be decoded."""
+
+
+class ChunkCorruptError(ChunkReadError):
+    """A frame's stored bytes fail the checksum recorded when they were written (damaged since).
+
+    The message names the chunk, the frame and the file.
+    """
 
 
 class StoreWriteError(ImgStoreError, OSError):

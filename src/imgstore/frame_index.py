@@ -43,9 +43,9 @@ class FrameIndex:
         lengths = np.asarray(chunk_lengths, dtype=np.int64)
         self.chunk_starts = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.chunk_starts[1:])
-        self.frame_number = np.asarray(frame_number, dtype=np.int64)
-        self.frame_time = np.asarray(frame_time, dtype=np.float64)
-        if len(self.frame_number) != len(self.frame_time) or len(self.frame_number) != self.chunk_starts[-1]:
+        self._frame_number = np.asarray(frame_number, dtype=np.int64)
+        self._frame_time = np.asarray(frame_time, dtype=np.float64)
+        if len(self._frame_number) != len(self._frame_time) or len(self._frame_number) != self.chunk_starts[-1]:
             raise ValueError("frame_number, frame_time and chunk lengths disagree")
         self._number_order: np.ndarray | None = None
         self._number_sorted: np.ndarray | None = None
@@ -76,6 +76,21 @@ class FrameIndex:
         return cls([], [], np.zeros(0, np.int64), np.zeros(0, np.float64))
 
     # ----------------------------------------------------------------- summary
+
+    @property
+    def frame_number(self) -> np.ndarray:
+        """frame_number of every frame, by frame_index (int64)."""
+        return self._frame_number
+
+    @property
+    def frame_time(self) -> np.ndarray:
+        """frame_time of every frame, by frame_index (float64)."""
+        return self._frame_time
+
+    def metadata_at(self, frame_index: int) -> tuple[int, float]:
+        """``(frame_number, frame_time)`` of one frame (``frame_index`` checked by the caller)."""
+        self._check_frames(np.array([frame_index]))
+        return int(self._frame_number[frame_index]), float(self._frame_time[frame_index])
 
     def __len__(self) -> int:
         return int(self.chunk_starts[-1])
@@ -177,35 +192,47 @@ class FrameIndex:
         value = _as_int(frame_number, "frame_number")
         order, keys = self.by_number()
         pos = int(np.searchsorted(keys, value, side="left"))
+        # the first match and the key before it decide both the answer and its absence
+        self._check_view("number", np.array([pos - 1, pos]))
         if pos < len(keys) and keys[pos] == value:
             return int(order[pos]) if order is not None else pos
         raise FrameNotFoundError(f"frame #{frame_number} not found in any chunk")
 
     def nearest_number(self, frame_number: Any) -> int:
         """frame_index of the frame whose frame_number is closest (the earlier one on ties)."""
-        return self._nearest(self.by_number(), _as_real(frame_number, "frame_number"), "frame_number")
+        return self._nearest("number", _as_real(frame_number, "frame_number"), "frame_number")
 
     def nearest_time(self, frame_time: float) -> int:
         """frame_index of the frame whose frame_time is closest (the earlier one on ties)."""
-        return self._nearest(self.by_time(), _as_real(frame_time, "frame_time"), "frame_time")
+        return self._nearest("time", _as_real(frame_time, "frame_time"), "frame_time")
 
-    def _nearest(self, by: tuple[np.ndarray | None, np.ndarray], value: float, what: str) -> int:
-        order, keys = by
+    def _nearest(self, which: str, value: float, what: str) -> int:
+        order, keys = self.by_number() if which == "number" else self.by_time()
         n = len(keys)
         if n == 0:
             raise FrameNotFoundError(f"{what} {value!r}: the store has no frames")
         pos = int(np.searchsorted(keys, value, side="left"))
+        self._check_view(which, np.array([pos - 1, pos]))
         best: tuple[float, int] | None = None
         for p in (pos - 1, pos):
             if not 0 <= p < n:
                 continue
             # first of a run of equal keys: with a stable order that is the earliest frame
             p = int(np.searchsorted(keys, keys[p], side="left"))
+            self._check_view(which, np.array([p - 1, p]))
             candidate = (abs(float(keys[p]) - value), int(order[p]) if order is not None else p)
             if best is None or candidate < best:
                 best = candidate
         assert best is not None
         return best[1]
+
+    # ----------------------------------------------------------------- checks (see CheckedFrameIndex)
+
+    def _check_frames(self, frame_indices: np.ndarray) -> None:
+        """Called with the frames whose values a lookup is about to use; nothing to check here."""
+
+    def _check_view(self, which: str, positions: np.ndarray) -> None:
+        """Called with the positions of a sorted view a lookup relies on; nothing to check here."""
 
     # ----------------------------------------------------------------- bulk
 
@@ -214,6 +241,7 @@ class FrameIndex:
         order, keys = self.by_number()
         values = np.asarray(frame_numbers, dtype=np.int64)
         pos = np.searchsorted(keys, values, side="left")
+        self._check_view("number", np.concatenate([pos - 1, pos]))
         ok = pos < len(keys)
         ok[ok] = keys[pos[ok]] == values[ok]
         out = np.full(values.shape, -1, dtype=np.int64)

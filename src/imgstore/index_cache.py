@@ -65,6 +65,7 @@ import numpy as np
 from . import ondisk
 from ._version import __version__
 from .backends.scan import ChunkScanner, ScanResult, ScanState, StateMismatch
+from .checksums import frames_digest
 from .errors import StoreWriteError
 from .storage import Storage
 
@@ -87,7 +88,7 @@ log = logging.getLogger("imgstore.index_cache")
 #: name of the cache file in the store folder (``remove_store_files`` deletes ``.imgstore*``)
 CACHE_FILENAME = ".imgstore-index.cache"
 #: bumped whenever the layout or meaning of the file changes; other versions are ignored
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: a reader writes a missing or stale cache only for stores with at least this many chunks
 READER_WRITE_MIN_CHUNKS = 50
 
@@ -100,7 +101,7 @@ _ENV = "IMGSTORE_INDEX_CACHE"
 
 # (name, dtype) of the per-chunk table and the optional per-frame arrays
 _TABLE_FIELDS = (("chunk_number", "<i8"), ("chunk_kind", "<i1"), ("chunk_size", "<i8"),
-                 ("chunk_mtime_ns", "<i8"), ("chunk_length", "<i8"))
+                 ("chunk_mtime_ns", "<i8"), ("chunk_length", "<i8"), ("chunk_digest", "<u8"))
 _FRAME_FIELDS = {"frame_number": "<i8", "frame_time": "<f8", "number_order": "<i8", "number_keys": "<i8",
                  "time_order": "<i8", "time_keys": "<f8"}
 
@@ -133,9 +134,12 @@ def _table_crc(arrays: dict[str, np.ndarray]) -> int:
 
 def _write_file(storage: Storage, path: str, identity: Identity, cached: ScanState) -> None:
     """Write ``cached`` (contiguous, sortedness filled in) to ``path`` atomically."""
+    # a state read from a file keeps the digests it was read with: damage is never re-certified
+    digest = cached.digest if cached.digest is not None else np.array(
+        [frames_digest(*cached.frames(r)) for r in range(len(cached.chunk_number))], dtype=np.uint64)
     arrays: dict[str, np.ndarray] = {
         "chunk_number": cached.chunk_number, "chunk_kind": cached.kind, "chunk_size": cached.size,
-        "chunk_mtime_ns": cached.mtime_ns, "chunk_length": cached.length,
+        "chunk_mtime_ns": cached.mtime_ns, "chunk_length": cached.length, "chunk_digest": digest,
         "frame_number": cached.frame_number, "frame_time": cached.frame_time,
     }
     header: dict[str, Any] = {
@@ -320,7 +324,8 @@ def _open_file(storage: Storage, path: str, identity: Identity) -> ScanState:
     return ScanState(chunk_number=chunks, kind=arrays["chunk_kind"], size=arrays["chunk_size"],
                      mtime_ns=arrays["chunk_mtime_ns"], length=lengths, start=starts,
                      frame_number=arrays["frame_number"], frame_time=arrays["frame_time"],
-                     stat_time_ns=stat_time, by_number=by["number"], by_time=by["time"], origin=path)
+                     stat_time_ns=stat_time, by_number=by["number"], by_time=by["time"], origin=path,
+                     digest=arrays["chunk_digest"])
 
 
 # ============================================================================ entry points
@@ -386,6 +391,13 @@ def open_index(scanner: ChunkScanner, storage: Storage, basedir: str, identity: 
     """
     if not cache_enabled():
         return scanner.scan()
+
+    def rewrite(result: ScanResult) -> None:
+        # the damaged file would only be found damaged again by the next reader
+        if may_write and not storage.is_locked(basedir) and storage.can_write(basedir):
+            _try_write(storage, basedir, identity, result)
+
+    scanner.after_damage = rewrite
     result = _scan_from(scanner, load_state(storage, basedir, identity), quiet=False)
     n_chunks = len(result.state.chunk_number)
     if (not result.unchanged or result.refresh_racy) and n_chunks and may_write \

@@ -8,8 +8,11 @@ with the index, and returns a :class:`VerifyReport` listing, per chunk, frames t
     full disk);
 ``missing``
     absent from the middle of the chunk's file, or its frame file is gone;
+``corrupt``
+    its stored bytes fail the checksum recorded when they were written (a flipped byte, even
+    one a decoder would not notice; stores written by imgstore 0.4 have no checksums);
 ``unreadable``
-    present but not decodable (a flipped byte, a damaged file);
+    present but not decodable (a damaged file);
 ``mismatched``
     read, but not what the index says: a different shape or dtype, or frames in the file
     that the index does not list;
@@ -35,6 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .errors import ChunkCorruptError
 from .factory import new_for_filename
 
 __all__ = [
@@ -52,7 +56,7 @@ __all__ = [
 ]
 
 #: problem kinds, most serious first
-KINDS = ("unindexed", "truncated", "missing", "unreadable", "mismatched")
+KINDS = ("unindexed", "truncated", "missing", "corrupt", "unreadable", "mismatched")
 
 
 @dataclasses.dataclass
@@ -354,6 +358,7 @@ class ReadFramesCheck:
         shape = tuple(store.image_shape)
         dtype = np.dtype(store.image_dtype)
         errors: dict[int, str] = {}
+        corrupt: dict[int, str] = {}
         mismatched: dict[int, str] = {}
         done = 0
         for i in range(span.start, span.stop):
@@ -363,6 +368,8 @@ class ReadFramesCheck:
                 img = store[i]
             except _Cancelled:
                 raise
+            except ChunkCorruptError as exc:
+                corrupt[i] = _one_line(exc)
             except Exception as exc:
                 errors[i] = _one_line(exc)
             else:
@@ -374,7 +381,7 @@ class ReadFramesCheck:
                 progress(done)
                 done = 0
         progress(done)
-        for kind, found in (("unreadable", errors), ("mismatched", mismatched)):
+        for kind, found in (("corrupt", corrupt), ("unreadable", errors), ("mismatched", mismatched)):
             for first, last in _runs(sorted(found)):
                 report.problems.append(Problem(kind, span.chunk, first, last, int(fns[first]), int(fns[last]),
                                                found[first]))

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import index_cache, ondisk
 from ..errors import (
+    ChunkCorruptError,
     FrameIndexError,
     ImgStoreWarning,
     IndexCorruptError,
@@ -360,10 +361,13 @@ class ImgStore(ArrayView, StoreInfo, Upkeep, ReferencePrivates):
     def _read_at(self, frame_index: int, move_cursor: bool) -> Frame:
         self._require_mode("r", "reading frames")
         chunk_n, position = self._frame_index.locate(frame_index)
+        meta = FrameMetadata(*self._frame_index.metadata_at(frame_index))
+        try:
+            stored = self._backend.read_frame(chunk_n, position)
+        except ChunkCorruptError as exc:
+            raise ChunkCorruptError(f"frame_index {frame_index} (frame_number {meta.frame_number}): {exc}") from None
         # C-contiguous: programs draw on frames with OpenCV, which refuses strided views
-        img = np.ascontiguousarray(self._decode(self._backend.read_frame(chunk_n, position)))
-        meta = FrameMetadata(int(self._frame_index.frame_number[frame_index]),
-                             float(self._frame_index.frame_time[frame_index]))
+        img = np.ascontiguousarray(self._decode(stored))
         if move_cursor:
             self._cursor = int(frame_index)
             self.frame_number, self.frame_time = meta
@@ -383,7 +387,7 @@ class ImgStore(ArrayView, StoreInfo, Upkeep, ReferencePrivates):
         nxt = self._cursor + 1
         if nxt >= len(self._frame_index):
             raise EOFError(f"end of store {self._basedir!r} ({len(self._frame_index)} frames)")
-        return int(self._frame_index.frame_number[nxt])
+        return self._frame_index.metadata_at(nxt)[0]
 
     def get_image(self, frame_number: int | None, exact_only: bool = True,
                   frame_index: int | None = None) -> Frame:

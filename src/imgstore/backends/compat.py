@@ -206,7 +206,7 @@ class ReferencePrivates:
         index = self._current_index()
         chunk_n, position = index.locate(frame_index)
         img = self._backend.read_frame(chunk_n, position)
-        return img, (int(index.frame_number[frame_index]), float(index.frame_time[frame_index]))
+        return img, index.metadata_at(frame_index)
 
     def _get_image(self, chunk_n: int | None, frame_idx: int) -> tuple[np.ndarray, tuple[int, float]]:
         """Frame ``frame_idx`` of chunk ``chunk_n`` (the current chunk if None); moves the cursor."""

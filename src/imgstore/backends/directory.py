@@ -8,12 +8,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import ondisk
+from ..checksums import payload_digest
 from ..errors import ChunkReadError, InvalidImageError, UnsupportedFormatError
 from ..imageops import check_encoding, encoding_decoder, ensure_color, ensure_grayscale
 from ..ondisk import StoreMetadata
 from ..storage import Storage
 from .base import ImgStore
 from .contract import Backend, ChunkWriter, FrameConverter
+from .payload_checks import PAYLOAD_DIGEST_FIELD, PAYLOAD_DIGEST_JOURNAL_FIELD, PayloadDigests
 
 __all__ = ["DirectoryBackend", "DirectoryImgStore", "read_image_file"]
 
@@ -42,9 +44,11 @@ class DirectoryBackend(Backend):
     kind: ClassVar[str] = "directory"
     readable_class_names: ClassVar[frozenset[str]] = frozenset({"DirectoryImgStore"})
     default_chunksize: ClassVar[int] = 200
+    journal_fields: ClassVar[tuple[tuple[str, str], ...]] = (PAYLOAD_DIGEST_JOURNAL_FIELD,)
 
     def __init__(self, storage: Storage, basedir: str, mode: str) -> None:
         super().__init__(storage, basedir, mode)
+        self._digests = PayloadDigests(self)
         self._write_encoding: str | None = None
         self._jpeg_quality = _DEFAULT_JPEG_QUALITY
         self._color = False
@@ -167,10 +171,15 @@ class DirectoryBackend(Backend):
 
     # ------------------------------------------------------------------ reading
 
+    def close_readers(self) -> None:
+        self._digests.clear()  # refresh(): a live writer may have closed or added chunks
+
     def read_frame(self, chunk_n: int, position: int) -> np.ndarray:
         smd = self.metadata
         path = self.frame_path(chunk_n, position)
-        img = read_image_file(self.storage, path, smd.format, self._color, smd.imgdtype)
+        data = read_frame_file(self.storage, path)
+        self._digests.check(chunk_n, position, data, path)
+        img = decode_frame_file(data, path, smd.format, self._color, smd.imgdtype)
         shape = tuple(smd.imgshape)
         # a frame file of another shape or dtype (a colour .npy in a grey store...) is not this
         # store's frame: say so rather than return it
@@ -201,10 +210,12 @@ class _FrameFileWriter(ChunkWriter):
         self._chunk_n = chunk_n
         self._position = 0
 
-    def write(self, img: np.ndarray, frame_number: int, frame_time: float) -> None:
+    def write(self, img: np.ndarray, frame_number: int, frame_time: float) -> dict[str, int]:
         backend = self._backend
-        backend.storage.write_bytes(backend.frame_path(self._chunk_n, self._position), backend.encode_frame(img))
+        data = backend.encode_frame(img)
+        backend.storage.write_bytes(backend.frame_path(self._chunk_n, self._position), data)
         self._position += 1
+        return {PAYLOAD_DIGEST_FIELD: payload_digest(data)}
 
     def close(self) -> None:
         return None
@@ -212,12 +223,21 @@ class _FrameFileWriter(ChunkWriter):
 
 def read_image_file(storage: Storage, path: str, fmt: str, color: bool, dtype: str = "uint8") -> np.ndarray:
     """Read one frame file, raising :class:`ChunkReadError` if it is missing or damaged."""
+    return decode_frame_file(read_frame_file(storage, path), path, fmt, color, dtype)
+
+
+def read_frame_file(storage: Storage, path: str) -> bytes:
+    """The bytes of one frame file, or :class:`ChunkReadError`."""
     try:
-        data = storage.read_bytes(path)
+        return storage.read_bytes(path)
     except FileNotFoundError:
         raise ChunkReadError(f"frame file {path} is missing") from None
     except OSError as exc:
         raise ChunkReadError(f"frame file {path} unreadable ({exc.strerror})") from None
+
+
+def decode_frame_file(data: bytes, path: str, fmt: str, color: bool, dtype: str = "uint8") -> np.ndarray:
+    """Decode the bytes of a frame file (``path`` for messages), or :class:`ChunkReadError`."""
     if fmt == "npy":
         try:
             return np.load(io.BytesIO(data), allow_pickle=False)

@@ -33,11 +33,13 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .. import ondisk
+from ..checked_index import CheckedFrameIndex
+from ..checksums import frames_digest
 from ..errors import ChunkReadError, ImgStoreWarning, IndexCorruptError
 from ..frame_index import FrameIndex, SortedView
 from ..ondisk import FRAME_MD
@@ -108,6 +110,9 @@ class ScanState:
     by_time: SortedView | None = None
     origin: str = "memory"
     inode: np.ndarray | None = None
+    #: per chunk row, the digest of its frames as written to the file this state was read from
+    #: (None: read from the chunks themselves, nothing to check)
+    digest: np.ndarray | None = None
 
     @property
     def trusted(self) -> bool:
@@ -127,19 +132,32 @@ class ScanState:
                 and bool(np.all(self.start == ends - self.length)))
 
     def frame_index(self) -> FrameIndex:
-        """The frame index of these chunks (contiguous states only)."""
+        """The frame index of these chunks (contiguous states only); checked lazily if read from a file."""
         nonempty = self.length > 0
+        if self.digest is not None:
+            return CheckedFrameIndex(self.chunk_number[nonempty], self.length[nonempty], self.frame_number,
+                                     self.frame_time, chunk_digests=self.digest[nonempty], origin=self.origin,
+                                     by_number=self.by_number, by_time=self.by_time)
         return FrameIndex(self.chunk_number[nonempty], self.length[nonempty], self.frame_number, self.frame_time,
                           by_number=self.by_number, by_time=self.by_time)
+
+    def checked_frames(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`frames` of ``row``, checked against its digest (raises :class:`StateMismatch`)."""
+        frames = self.frames(row)
+        if self.digest is not None and frames_digest(*frames) != int(self.digest[row]):
+            raise StateMismatch(f"{self.origin}: the frames of chunk {int(self.chunk_number[row])} fail their "
+                                f"checksum")
+        return frames
 
     def complete(self, index: FrameIndex | None = None) -> None:
         """Make the arrays contiguous and fill in the sorted views (from ``index`` if it holds the same data)."""
         if not self.is_contiguous():
-            parts = [self.frames(r) for r in range(len(self.chunk_number))]
+            parts = [self.checked_frames(r) for r in range(len(self.chunk_number))]
             self.frame_number = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
             self.frame_time = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float64)
             self.start = np.cumsum(self.length) - self.length
             self.by_number = self.by_time = None
+            self.digest = None  # checked above: these are copies
             index = None
         if self.by_number is not None and self.by_time is not None:
             return
@@ -209,6 +227,9 @@ class ChunkScanner:
         self.writer_alive = writer_alive
         #: ``{chunk_n: why}`` of the chunks the last scan skipped
         self.damaged_chunks: dict[int, str] = {}
+        #: called with the result of the rescan that replaced a damaged saved state (index cache)
+        self.after_damage: Callable[[ScanResult], None] | None = None
+        self._distrust_saved = False  # a saved state was found damaged: ignore saved states from now on
 
     # ------------------------------------------------------------------ one chunk
 
@@ -324,7 +345,27 @@ class ChunkScanner:
             raise IndexCorruptError(f"chunk {chunk_n}: {why}")
         self.skip(chunk_n, why)
 
+    def scan_from(self, previous: ScanState | None, quiet: bool = False) -> ScanResult:
+        """:meth:`scan` from ``previous``, or without it if it turns out to contradict the disk."""
+        if previous is not None:
+            try:
+                return self.scan(previous, quiet)
+            except StateMismatch as exc:
+                log.debug("saved index state ignored: %s", exc)
+        return self.scan(None, quiet)
+
+    def _rebuild(self, why: str) -> FrameIndex:
+        """The index from the chunks' own files, after a saved state was found damaged."""
+        warnings.warn(f"{why}; the frame index is rebuilt from the chunk indexes", ImgStoreWarning, stacklevel=2)
+        self._distrust_saved = True
+        result = self.scan(None, quiet=True)
+        if self.after_damage is not None:
+            self.after_damage(result)
+        return result.index
+
     def _scan(self, previous: ScanState | None, quiet: bool) -> ScanResult:
+        if previous is not None and previous.digest is not None and self._distrust_saved:
+            previous = None
         stat_time = time.time_ns()
         # keys first, reads after: a chunk changing in between is then seen as changed next time
         listing = self.listing()
@@ -373,10 +414,13 @@ class ChunkScanner:
             state = dataclasses.replace(previous, stat_time_ns=stat_time, inode=inodes)
             if not state.is_contiguous():
                 state.complete()
+            index = state.frame_index()
+            if isinstance(index, CheckedFrameIndex):
+                index.on_damage = self._rebuild
             # rewriting a file state with a later stat time ends the re-reading of racy entries;
             # worth it for many (a store made in a burst), not for a writer's last chunk or two
             refresh = n_racy >= REFRESH_MIN_RACY and int(state.mtime_ns.max()) < time.time_ns() - RACY_WINDOW_NS
-            return ScanResult(index=state.frame_index(), state=state, unchanged=True, refresh_racy=refresh)
+            return ScanResult(index=index, state=state, unchanged=True, refresh_racy=refresh)
 
         tables: list[tuple[int, np.ndarray, np.ndarray]] = []
         entries: list[tuple[ListedChunk, np.ndarray, np.ndarray]] = []
@@ -384,7 +428,7 @@ class ChunkScanner:
         for pos, chunk in enumerate(listing):
             if matched[pos]:
                 assert previous is not None
-                frames = previous.frames(int(rows[pos]))
+                frames = previous.checked_frames(int(rows[pos]))
             else:
                 got = self._frames_of(chunk, quiet)
                 if got is None:

@@ -58,7 +58,7 @@ class Upkeep:
         self._scanner.writer_alive = self._storage.is_locked(self._basedir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ImgStoreWarning)  # a live chunk is expected to lack an index
-            result = self._scanner.scan(self._scan_state)
+            result = self._scanner.scan_from(self._scan_state)
         self._frame_index, self._scan_state = result.index, result.state
         return len(self._frame_index) - before
 

@@ -1,6 +1,6 @@
 """``imgstore-verify STORE``: read every frame and compare the chunks with the index.
 
-Reports truncated, missing, unreadable and mismatched frames per chunk (see
+Reports truncated, missing, corrupt (checksum), unreadable and mismatched frames per chunk (see
 :mod:`imgstore.verify`). Exit status 0 when every frame reads back as indexed, 1 when
 damage was found (or the store cannot be opened), 2 for bad arguments, 130 when interrupted.
 """
@@ -31,8 +31,8 @@ A damaged store can still be converted without its bad frames:
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
     p = ArgumentParser(prog=PROG, description="Read every frame of a store (chunks in parallel) and compare "
-                                              "each chunk's file with the index: truncated, missing, unreadable "
-                                              "or mismatched frames are listed per chunk.", epilog=EPILOG)
+                                              "each chunk's file with the index: truncated, missing, corrupt, "
+                                              "unreadable or mismatched frames are listed per chunk.", epilog=EPILOG)
     p.add_argument("store", help="the store's folder or its metadata.yaml")
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="chunks read at the same time (default: the number of cores, at most 8)")
