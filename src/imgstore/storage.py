@@ -185,6 +185,14 @@ class Storage(ABC):
         """True if files can be created in folder ``path``."""
         return False
 
+    def free_bytes(self, path: str) -> int | None:
+        """Bytes an unprivileged writer can still use on the file system of ``path`` (None: unknown)."""
+        return None
+
+    def reserve(self, path: str, nbytes: int) -> None:
+        """Create ``path`` holding ``nbytes`` of allocated space (released by removing it)."""
+        raise self._refuse("write", path)
+
     def lock(self, basedir: str):
         """The writer lock of the store in ``basedir`` (not yet acquired)."""
         raise self._refuse("lock", basedir)
@@ -397,6 +405,27 @@ class LocalStorage(Storage):
 
     def can_write(self, path: str) -> bool:
         return not self.read_only and os.access(path, os.W_OK)
+
+    def free_bytes(self, path: str) -> int | None:
+        try:
+            st = os.statvfs(path)
+        except (OSError, AttributeError):  # gone, or no statvfs (Windows)
+            return None
+        return int(st.f_bavail) * int(st.f_frsize)
+
+    def reserve(self, path: str, nbytes: int) -> None:
+        with self.atomic_write(path) as f:
+            try:
+                # blocks allocated now, so that removing the file frees them for whoever needs them
+                os.posix_fallocate(f.fileno(), 0, nbytes)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                block = b"\0" * (1 << 20)  # a file system without fallocate: zeros do the same
+                for start in range(0, nbytes, len(block)):
+                    f.write(block[: nbytes - start])
+            except AttributeError:  # no posix_fallocate (macOS, Windows)
+                f.truncate(nbytes)
 
     def lock(self, basedir: str):
         self._check_writable("lock", basedir)

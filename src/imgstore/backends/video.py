@@ -24,6 +24,7 @@ from ..storage import Storage
 from .base import ImgStore
 from .contract import Backend, ChunkWriter
 from .directory import DirectoryBackend
+from .payload_checks import PAYLOAD_DIGEST_FIELD
 
 __all__ = ["VideoBackend", "VideoImgStore"]
 
@@ -298,10 +299,12 @@ class VideoBackend(Backend):
         table = None
         index_path = ondisk.find_index_file(base, storage=self.storage)
         if index_path is not None:
-            saved = ondisk.read_chunk_index(index_path, ("frame_number", "frame_time", "pts", "keyframe"),
-                                            storage=self.storage)
+            saved = ondisk.read_chunk_index(index_path, ("frame_number", "frame_time", "pts", "keyframe",
+                                                         PAYLOAD_DIGEST_FIELD), storage=self.storage)
             if "pts" in saved and "keyframe" in saved and len(saved["pts"]) == len(saved["frame_number"]):
                 table = {"pts": saved["pts"], "keyframe": saved["keyframe"].astype(bool)}
+                if PAYLOAD_DIGEST_FIELD in saved:
+                    table[PAYLOAD_DIGEST_FIELD] = saved[PAYLOAD_DIGEST_FIELD]
         h, w = self.metadata.imgshape[:2]
         path = self._local_payload(chunk_n)
         try:

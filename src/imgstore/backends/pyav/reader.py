@@ -25,11 +25,15 @@ import av.error
 import av.video.reformatter
 import numpy as np
 
-from ...errors import ChunkReadError, FrameIndexError
+from ...checksums import payload_digest
+from ...errors import ChunkCorruptError, ChunkReadError, FrameIndexError
 from .frame_table import build_frame_table, check_table, close_input, open_input
 from .pixels import BgrConverter, GreyConverter
 
-__all__ = ["VideoChunkReader"]
+__all__ = ["PACKET_DIGESTS", "VideoChunkReader"]
+
+#: the frame-table key of each frame's packet checksum (see imgstore.backends.payload_checks)
+PACKET_DIGESTS = "payload_xxh3"
 
 _log = logging.getLogger(__name__)
 
@@ -80,7 +84,9 @@ class VideoChunkReader:
         added by :class:`~.writer.VideoChunkWriter` for odd sizes); smaller ones are an error.
         None: the decoded size.
     frame_table : Mapping, optional
-        ``'pts'`` and ``'keyframe'`` as returned by :meth:`.writer.VideoChunkWriter.close`.
+        ``'pts'`` and ``'keyframe'`` as returned by :meth:`.writer.VideoChunkWriter.close`,
+        and optionally ``'payload_xxh3'``, each frame's packet checksum: every packet fed to
+        the decoder is checked against it (:class:`~imgstore.errors.ChunkCorruptError`).
         None (chunks written by other software, or by a writer that crashed): the table
         is built once by demuxing the file (:func:`build_frame_table`).
     threads : int, optional
@@ -139,6 +145,9 @@ class VideoChunkReader:
         table = build_frame_table(self._path) if frame_table is None else frame_table
         self._pts, self._key = check_table(table, self._path)
         n = len(self._pts)
+        # the checksum of each frame's packet as written (chunks written by this package)
+        digests = table.get(PACKET_DIGESTS)
+        self._digests = None if digests is None or len(digests) != n else np.asarray(digests, dtype=np.uint64)
         # position of the last keyframe at or before each position (-1: none)
         idx = np.where(self._key, np.arange(n), -1)
         self._kf_before = np.maximum.accumulate(idx) if n else idx
@@ -418,6 +427,8 @@ class VideoChunkReader:
             return
         cc = lane.cc
         pts = packet.pts
+        if self._digests is not None and packet.size:
+            self._check_packet(packet, pts)
         if self._can_skip:
             # frames before the target that nothing else references need not be
             # decoded (the non-reference B-frames of an x264 GOP)
@@ -433,6 +444,19 @@ class VideoChunkReader:
         lane.pending.extend(frames)
         if drain and pts == target and packet.size:
             self._drain(lane)
+
+    def _check_packet(self, packet: av.Packet, pts: int | None) -> None:
+        """Raise :class:`ChunkCorruptError` unless the packet's bytes are those written for its frame."""
+        assert self._digests is not None
+        position = int(np.searchsorted(self._pts, pts)) if pts is not None else -1
+        if not 0 <= position < len(self._pts) or self._pts[position] != pts:
+            return  # not a frame of the table: the pts check reports what is missing
+        got = payload_digest(packet)
+        want = int(self._digests[position])
+        if got != want:
+            raise ChunkCorruptError(
+                f"{self._path}: the packet of frame {position} (pts {pts}) fails its checksum: its bytes changed "
+                f"after they were written (xxh3 {got:016x}, recorded {want:016x})")
 
     def _drain(self, lane: _Lane) -> None:
         """Flush every frame the decoder holds; it cannot take packets until a seek."""

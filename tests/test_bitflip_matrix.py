@@ -1,0 +1,158 @@
+"""The bit-flip matrix: one byte of a closed store flipped anywhere, in every format -- never a wrong frame.
+
+Each trial copies a pristine store, flips one byte of one of its files (a frame file or video
+chunk most often, else a chunk index, the extra data, ``metadata.yaml`` or the index cache) and
+reads every frame, by frame_number and by frame_index. Every read must return exactly what the
+pristine store returns for that frame (pixels, frame_number, frame_time) or raise a named
+error; a store that refuses to open must say why with a named error too. The short run (CI)
+flips a few bytes per format; ``--runslow`` flips ``IMGSTORE_BITFLIP_TRIALS`` (default 60)
+per format and prints how each flip was caught.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+import imgstore
+from imgstore import errors
+from imgstore.testing.barcode import make_frame
+
+DIRECTORY_FORMATS = ["npy", "png", "jpg", "bmp", "tif", "pgm", "ppm"]
+VIDEO_FORMATS = ["mjpeg/avi", "avc1/mp4", "h264/mkv", "hevc/mp4", "h264-lossless/mkv", "ffv1/mkv"]
+SHAPE = (48, 64)
+CHUNKSIZE = 12
+N_FRAMES = 24
+#: what a read of a damaged store may raise instead of returning the frame
+NAMED = (errors.ChunkReadError, errors.FrameNotFoundError, errors.IndexCorruptError, errors.FrameIndexError)
+
+
+def formats() -> list[str]:
+    supported = set(imgstore.get_supported_formats())
+    return DIRECTORY_FORMATS + [f for f in VIDEO_FORMATS if f in supported]
+
+
+def write_store(path: str, fmt: str) -> str:
+    with imgstore.new_for_format(fmt, basedir=path, imgshape=SHAPE, imgdtype="uint8", chunksize=CHUNKSIZE) as s:
+        for i in range(N_FRAMES):
+            s.add_image(make_frame(i, *SHAPE), 1000 + i, 1_700_000_000.0 + i / 25)
+            s.add_extra_data(sensor=i)
+    return path
+
+
+def read_all(path: str) -> dict[int, tuple[np.ndarray, float]]:
+    with imgstore.new_for_filename(path) as s:
+        return {fn: (s.get_image(fn)[0].copy(), float(ft)) for fn, ft in zip(s.frame_numbers, s.frame_times,
+                                                                            strict=True)}
+
+
+def pick_byte(path: str, rng: random.Random) -> tuple[str, int]:
+    """A file of the store (payloads most often) and a byte offset in it."""
+    files = []
+    for root, _, names in os.walk(path):
+        files += [os.path.join(root, n) for n in names if os.path.getsize(os.path.join(root, n))]
+    payloads = [f for f in files if not f.endswith((".npz", ".json", ".yaml", ".cache"))]
+    chosen = rng.choice(payloads) if rng.random() < 0.7 else rng.choice(files)
+    return chosen, rng.randrange(os.path.getsize(chosen))
+
+
+def flip(path: str, offset: int, mask: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ mask]))
+
+
+def trial(pristine: str, expected: dict[int, tuple[np.ndarray, float]], work: str, rng: random.Random) -> str:
+    """One flip; returns how it ended: 'harmless', 'refused' (open failed by name) or 'caught'."""
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(pristine, work)
+    target, offset = pick_byte(work, rng)
+    flip(target, offset, rng.randrange(1, 256))
+    where = f"{os.path.relpath(target, work)} byte {offset}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", imgstore.ImgStoreWarning)
+        try:
+            store = imgstore.new_for_filename(work)
+        except errors.ImgStoreError:
+            return "refused"
+        caught = False
+        with store:
+            for fn, (img, ft) in expected.items():
+                try:
+                    got, (got_fn, got_ft) = store.get_image(fn)
+                except NAMED:
+                    caught = True
+                    continue
+                assert got_fn == fn and got_ft == ft, f"{where}: frame #{fn} came back as #{got_fn} at {got_ft}"
+                np.testing.assert_array_equal(got, img, err_msg=f"{where}: frame #{fn} has other pixels")
+            for i in range(store.frame_count):
+                try:
+                    got, (got_fn, got_ft) = store.get_image(None, frame_index=i)
+                except NAMED:
+                    caught = True
+                    continue
+                assert got_fn in expected, f"{where}: frame_index {i} gives an unknown frame #{got_fn}"
+                img, ft = expected[got_fn]
+                assert got_ft == ft, f"{where}: frame_index {i}: #{got_fn} at {got_ft}, written at {ft}"
+                np.testing.assert_array_equal(got, img, err_msg=f"{where}: frame_index {i} (#{got_fn})")
+            caught |= store.frame_count < len(expected) or bool(store.damaged_chunks)
+    return "caught" if caught else "harmless"
+
+
+def run_matrix(tmp_path, fmt: str, trials: int, seed: int) -> collections.Counter:
+    pristine = write_store(str(tmp_path / "pristine"), fmt)
+    expected = read_all(pristine)
+    rng = random.Random(seed)
+    outcomes: collections.Counter = collections.Counter()
+    for _ in range(trials):
+        outcomes[trial(pristine, expected, str(tmp_path / "damaged"), rng)] += 1
+    return outcomes
+
+
+@pytest.mark.parametrize("fmt", formats())
+def test_bitflip_short(tmp_path, fmt):
+    """CI: a few flips per format, each caught or harmless, never a wrong frame."""
+    outcomes = run_matrix(tmp_path, fmt, trials=6, seed=sum(map(ord, fmt)))
+    assert sum(outcomes.values()) == 6
+
+
+@pytest.mark.parametrize("fmt", formats())
+def test_payload_flip_is_caught(tmp_path, fmt):
+    """A byte flipped in the middle of the first chunk's frames is always caught (never harmless)."""
+    pristine = write_store(str(tmp_path / "pristine"), fmt)
+    expected = read_all(pristine)
+    payload = sorted(p for p in os.listdir(pristine) if p.startswith("000000") and not p.endswith(
+        (".npz", ".json")))[0]
+    target = os.path.join(pristine, payload)
+    if os.path.isdir(target):
+        target = os.path.join(target, f"000005.{fmt}")
+    flip(target, os.path.getsize(target) * 2 // 3, 0x01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", imgstore.ImgStoreWarning)
+        with imgstore.new_for_filename(pristine) as s:
+            outcomes = []
+            for fn, (img, _) in expected.items():
+                try:
+                    got = s.get_image(fn)[0]
+                except errors.ChunkReadError as exc:
+                    outcomes.append(type(exc).__name__)
+                    continue
+                np.testing.assert_array_equal(got, img, err_msg=f"{fmt}: frame #{fn} silently wrong")
+    assert outcomes, f"{fmt}: a damaged frame read as if intact"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", formats())
+def test_bitflip_long(tmp_path, fmt):
+    trials = int(os.environ.get("IMGSTORE_BITFLIP_TRIALS", "60"))
+    outcomes = run_matrix(tmp_path, fmt, trials=trials, seed=int(os.environ.get("IMGSTORE_BITFLIP_SEED", "7")))
+    print(f"\n{fmt}: {dict(outcomes)} of {trials} flips")
+    assert sum(outcomes.values()) == trials
