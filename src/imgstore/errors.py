@@ -30,6 +30,7 @@ __all__ = [
     "StoreExistsError",
     "StoreLockedError",
     "StoreNotFoundError",
+    "StoreReadError",
     "StoreWriteError",
     "UnsupportedFormatError",
 ]
@@ -89,6 +90,13 @@ class ChunkCorruptError(ChunkReadError):
     """A frame's stored bytes fail the checksum recorded when they were written (damaged since).
 
     The message names the chunk, the frame and the file.
+    """
+
+
+class StoreReadError(ImgStoreError, OSError):
+    """Reading a store's files failed for good (a remote store: the server kept failing or timing out).
+
+    Raised after bounded retries; the message names the (credential-free) URL and the last cause.
     """
 
 

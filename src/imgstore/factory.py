@@ -10,8 +10,9 @@ import numpy as np
 
 from . import ondisk
 from .backends.registry import class_for_format, class_for_name, store_classes
-from .errors import MetadataError, StoreNotFoundError, UnsupportedFormatError
+from .errors import MetadataError, ModeError, StoreNotFoundError, UnsupportedFormatError
 from .ondisk import STORE_MD_FILENAME
+from .remote import is_url
 from .storage import LOCAL, Storage
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ def resolve_store_path(path: str | os.PathLike | None, basedir: str | os.PathLik
     return path, os.path.join(path, STORE_MD_FILENAME)
 
 
-def _class_of_store(metadata_path: str) -> type[ImgStore]:
-    smd, _ = ondisk.read_metadata(metadata_path)
+def _class_of_store(metadata_path: str, storage: Storage = LOCAL) -> type[ImgStore]:
+    smd, _ = ondisk.read_metadata(metadata_path, storage=storage)
     cls = class_for_name(smd.class_name)
     if cls is None:
         raise MetadataError(f"{metadata_path}: store class {smd.class_name!r} not supported")
@@ -58,14 +59,41 @@ def new_for_filename(path: str | os.PathLike, **kwargs: Any) -> ImgStore:
     Parameters
     ----------
     path
-        The store's folder or its ``metadata.yaml``.
+        The store's folder or its ``metadata.yaml``; or a URL fsspec opens (``s3://bucket/store``,
+        ``https://...``, ``simplecache::s3://...``): such stores are read-only (:mod:`imgstore.remote`).
     **kwargs
-        ``mode`` (``'r'`` or ``'a'``) and backend options.
+        ``mode`` (``'r'`` or ``'a'``), ``storage_options`` (for URLs: passed to fsspec) and
+        backend options.
     """
     mode = kwargs.setdefault("mode", "r")
+    storage_options = kwargs.pop("storage_options", None)
+    url = os.fspath(path) if path is not None else None
+    if is_url(url) or storage_options is not None:
+        return _open_url(str(url), mode, storage_options, kwargs)
     basedir, metadata_path = resolve_store_path(path, kwargs.pop("basedir", None), read=mode in "ra")
     kwargs["basedir"] = basedir
     return _class_of_store(metadata_path)(**kwargs)
+
+
+def _open_url(url: str, mode: str, storage_options: dict[str, Any] | None, kwargs: dict[str, Any]) -> ImgStore:
+    """A store on object storage (read-only): see :mod:`imgstore.remote`."""
+    from .remote import FsspecStorage, scrub
+
+    if not is_url(url):
+        raise ValueError(f"storage_options= is for URLs (s3://, gs://, https://...), not the local path {url!r}")
+    if mode != "r":
+        raise ModeError(f"stores at URLs are read-only: mode {mode!r} is not possible for {scrub(url)}")
+    if kwargs.pop("basedir", None) is not None:
+        raise ValueError("basedir= cannot be combined with a URL")
+    url = url.rstrip("/")
+    if url.rsplit("/", 1)[-1] == STORE_MD_FILENAME:
+        url = url.rsplit("/", 1)[0]
+    storage = FsspecStorage(url, storage_options)
+    if not (storage.is_dir(url) and storage.exists(storage.join(url, STORE_MD_FILENAME))):
+        raise StoreNotFoundError(errno.ENOENT, f"{scrub(url)} does not exist or is not a store", scrub(url))
+    kwargs["basedir"] = url
+    kwargs["storage"] = storage
+    return _class_of_store(storage.join(url, STORE_MD_FILENAME), storage)(**kwargs)
 
 
 open_store = new_for_filename

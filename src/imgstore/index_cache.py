@@ -67,6 +67,7 @@ from ._version import __version__
 from .backends.scan import ChunkScanner, ScanResult, ScanState, StateMismatch
 from .checksums import frames_digest
 from .errors import StoreWriteError
+from .lazy_index import remote_arrays
 from .storage import Storage
 
 __all__ = [
@@ -254,19 +255,20 @@ def _open_file(storage: Storage, path: str, identity: Identity) -> ScanState:
         if not isinstance(layout, dict) or layout.get("_end", {}).get("offset") != file_size:
             raise CacheInvalid(f"{path}: file size {file_size} differs from the header's layout (truncated?)")
         local = storage.local_path(path)
+        raw = None
         if not file_size:
             raw = np.zeros(0, np.uint8)
         elif local is not None:
             # mapped, not read: opening touches none of the big arrays' pages
             raw = np.memmap(local, dtype=np.uint8, mode="r")
-        else:
+        elif not storage.is_remote:
             f.seek(0)
             raw = np.frombuffer(f.read(), dtype=np.uint8)
-        if len(raw) != file_size:
+        if raw is not None and len(raw) != file_size:
             raise CacheInvalid(f"{path}: changed while being read")
 
     dtypes = {name: dtype for name, dtype in _TABLE_FIELDS} | _FRAME_FIELDS
-    arrays: dict[str, np.ndarray] = {}
+    specs: dict[str, tuple[int, int, str]] = {}
     for name, spec in layout.items():
         if name == "_end":
             continue
@@ -278,8 +280,16 @@ def _open_file(storage: Storage, path: str, identity: Identity) -> ScanState:
         nbytes = length * np.dtype(dtypes[name]).itemsize
         if offset + nbytes > file_size:
             raise CacheInvalid(f"{path}: array {name!r} runs past the end of the file")
+        specs[name] = (offset, length, dtypes[name])
+    if raw is None:
+        # remote storage: the chunk table now (one request), the per-frame arrays page by page when
+        # a lookup needs them (imgstore.lazy_index)
+        arrays: dict[str, Any] = remote_arrays(lambda ranges: storage.read_ranges(path, ranges), specs,
+                                               eager=[n for n, _ in _TABLE_FIELDS])
+    else:
         # plain ndarray views of the mapping: np.memmap's subclass hooks slow every lookup down
-        arrays[name] = np.asarray(raw[offset:offset + nbytes].view(dtypes[name]))
+        arrays = {name: np.asarray(raw[offset:offset + length * np.dtype(dtype).itemsize].view(dtype))
+                  for name, (offset, length, dtype) in specs.items()}
 
     missing = [n for n, _ in _TABLE_FIELDS if n not in arrays] + [n for n in ("frame_number", "frame_time")
                                                                    if n not in arrays]

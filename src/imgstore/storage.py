@@ -31,7 +31,7 @@ import shutil
 import stat
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, BinaryIO
 
 from ._lock import StoreLock, is_locked
@@ -200,6 +200,31 @@ class Storage(ABC):
     def is_locked(self, basedir: str) -> bool:
         """True if a live writer holds the store's lock."""
         return False
+
+    # ------------------------------------------------------------------ remote storage (imgstore.remote)
+
+    @property
+    def is_remote(self) -> bool:
+        """True for object storage reached over a network: every request costs a round trip.
+
+        The chunk scanner then keeps the keys of a saved state instead of asking for each chunk's
+        (see :mod:`imgstore.backends.scan`), and a chunk without an index is one still being uploaded.
+        """
+        return False
+
+    def stat_tokens(self, paths: Sequence[str]) -> list[StatToken | None]:
+        """:meth:`stat_token` of many files (remote storage asks for them concurrently)."""
+        return [self.stat_token(p) for p in paths]
+
+    def prefetch(self, paths: Sequence[str]) -> None:
+        """Hint that these whole files are read next (remote storage fetches them concurrently)."""
+
+    def read_ranges(self, path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The bytes of each ``(start, stop)`` range of a file (remote storage: concurrently)."""
+        return [self.read_bytes(path, start, stop) for start, stop in ranges]
+
+    def forget(self) -> None:
+        """Drop what was cached about the files (listings, sizes): the store may have changed."""
 
 
 class AppendFile:

@@ -24,6 +24,14 @@ supersedes them, and the first, last and one random chunk are re-read as a spot 
 chunk that contradicts the state although its key is unchanged raises
 :class:`StateMismatch` (the caller then scans without the state). Chunks without an index
 are never part of a state: they are read every time.
+
+On remote storage (:attr:`~imgstore.storage.Storage.is_remote`: object storage, where every
+``stat`` is a round trip) a chunk that a previous state holds keeps that state's key without a
+request: objects there are written whole, a chunk's index after its payload, and imgstore-sync
+removes the remote index cache before it replaces anything (:mod:`imgstore.sync`), so a
+listed chunk that a state describes is the chunk it describes. The spot checks above still
+apply. Other chunks' keys and indexes are fetched concurrently, and a chunk without an index
+is one still being uploaded: left out silently until its index arrives.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from ..checked_index import CheckedFrameIndex
 from ..checksums import frames_digest
 from ..errors import ChunkReadError, ImgStoreWarning, IndexCorruptError
 from ..frame_index import FrameIndex, SortedView
+from ..lazy_index import LazyCheckedFrameIndex, is_lazy
 from ..ondisk import FRAME_MD
 from ..storage import Storage
 from .contract import Backend
@@ -54,6 +63,8 @@ log = logging.getLogger("imgstore.scan")
 RACY_WINDOW_NS = 2_000_000_000
 #: a stale-but-valid state is worth rewriting once this many racy entries have aged out
 REFRESH_MIN_RACY = 8
+#: chunk indexes fetched ahead at once from remote storage
+_PREFETCH_BATCH = 256
 
 
 class StateMismatch(IndexCorruptError):
@@ -135,7 +146,9 @@ class ScanState:
         """The frame index of these chunks (contiguous states only); checked lazily if read from a file."""
         nonempty = self.length > 0
         if self.digest is not None:
-            return CheckedFrameIndex(self.chunk_number[nonempty], self.length[nonempty], self.frame_number,
+            # arrays of a remote index cache stay remote until a lookup needs them (imgstore.lazy_index)
+            checked = LazyCheckedFrameIndex if is_lazy(self.frame_number) else CheckedFrameIndex
+            return checked(self.chunk_number[nonempty], self.length[nonempty], self.frame_number,
                                      self.frame_time, chunk_digests=self.digest[nonempty], origin=self.origin,
                                      by_number=self.by_number, by_time=self.by_time)
         return FrameIndex(self.chunk_number[nonempty], self.length[nonempty], self.frame_number, self.frame_time,
@@ -241,9 +254,33 @@ class ChunkScanner:
                 return FreshnessKey(kind, token.size, token.mtime_ns, token.inode)
         return _NO_INDEX
 
-    def listing(self) -> list[ListedChunk]:
-        """Every chunk on disk, sorted, with the freshness key of its index."""
-        return [ListedChunk(n, base, self.freshness_key(base)) for n, base in sorted(self.backend.list_chunks())]
+    def listing(self, previous: ScanState | None = None) -> list[ListedChunk]:
+        """Every chunk on disk, sorted, with the freshness key of its index.
+
+        On remote storage the keys of chunks ``previous`` holds are taken from it (see the
+        module documentation) and the others are asked for concurrently.
+        """
+        chunks = sorted(self.backend.list_chunks())
+        if not self.storage.is_remote:
+            return [ListedChunk(n, base, self.freshness_key(base)) for n, base in chunks]
+        saved: dict[int, FreshnessKey] = {}
+        if previous is not None:
+            inodes = previous.inode if previous.inode is not None else np.zeros(len(previous.chunk_number), np.uint64)
+            saved = {int(c): FreshnessKey(int(k), int(z), int(m), int(i)) for c, k, z, m, i in
+                     zip(previous.chunk_number, previous.kind, previous.size, previous.mtime_ns, inodes, strict=True)}
+        asked = [(n, base) for n, base in chunks if n not in saved]
+        keys = dict.fromkeys((n for n, _ in asked), _NO_INDEX)
+        for kind, suffix in enumerate(ondisk.INDEX_SUFFIXES):
+            todo = [(n, base) for n, base in asked if not keys[n].indexed]
+            for (n, _), token in zip(todo, self.storage.stat_tokens([b + suffix for _, b in todo]), strict=True):
+                if token is not None:
+                    keys[n] = FreshnessKey(kind, token.size, token.mtime_ns, token.inode)
+        return [ListedChunk(n, base, saved[n] if n in saved else keys[n]) for n, base in chunks]
+
+    def _prefetch(self, chunks: Sequence[ListedChunk]) -> None:
+        """Remote storage: fetch the indexes of ``chunks`` concurrently before they are read one by one."""
+        if self.storage.is_remote:
+            self.storage.prefetch([c.base + ondisk.INDEX_SUFFIXES[c.key.kind] for c in chunks if c.key.indexed])
 
     def read_table(self, chunk_n: int, base: str, keys: Sequence[str] = FRAME_MD,
                    quiet: bool = False, record: bool = True) -> dict[str, np.ndarray] | None:
@@ -307,6 +344,11 @@ class ChunkScanner:
                     f"{self.backend.basedir}: chunk {chunk_n} has no index (writer killed or still running); "
                     f"{len(table['frame_number'])} frames recovered from its journal", ImgStoreWarning, stacklevel=7)
             return table
+        if self.storage.is_remote:
+            # object storage gets a chunk's index after its payload (imgstore-sync): a chunk without
+            # one is still being uploaded, not damaged; it appears once its index does (refresh())
+            log.debug("%s: chunk %d has no index yet (being uploaded)", self.backend.basedir, chunk_n)
+            return None
         if not self.backend.chunk_has_payload(chunk_n):
             # a writer created the chunk but was killed (or is live) before its first frame:
             # nothing is lost, so the chunk is neither damaged nor worth a warning
@@ -368,7 +410,7 @@ class ChunkScanner:
             previous = None
         stat_time = time.time_ns()
         # keys first, reads after: a chunk changing in between is then seen as changed next time
-        listing = self.listing()
+        listing = self.listing(previous)
         n = len(listing)
         kinds = np.fromiter((c.key.kind for c in listing), dtype=np.int64, count=n)
         matched = np.zeros(n, dtype=bool)
@@ -393,6 +435,7 @@ class ChunkScanner:
             n_racy = len(racy)
             verify.update(int(p) for p in racy)
 
+        self._prefetch([listing[p] for p in sorted(verify)])
         for pos in sorted(verify):
             assert previous is not None
             row = int(rows[pos])
@@ -425,7 +468,16 @@ class ChunkScanner:
         tables: list[tuple[int, np.ndarray, np.ndarray]] = []
         entries: list[tuple[ListedChunk, np.ndarray, np.ndarray]] = []
         fresh = 0
+        if previous is not None and matched.any() and is_lazy(previous.frame_number):
+            # many chunks from a remote cache: its arrays in one go, not a request per chunk
+            previous = dataclasses.replace(previous, frame_number=np.asarray(previous.frame_number),
+                                           frame_time=np.asarray(previous.frame_time))
+        unread = [p for p in range(n) if not matched[p]]
+        batches = {unread[i]: [listing[p] for p in unread[i:i + _PREFETCH_BATCH]]
+                   for i in range(0, len(unread), _PREFETCH_BATCH)}
         for pos, chunk in enumerate(listing):
+            if pos in batches:
+                self._prefetch(batches[pos])
             if matched[pos]:
                 assert previous is not None
                 frames = previous.checked_frames(int(rows[pos]))

@@ -55,6 +55,7 @@ class Upkeep:
         # decoders opened on a growing chunk only know the frames present when they opened
         self._backend.close_readers()
         self._supplied_index = None  # it describes the store as it was
+        self._storage.forget()  # remote storage: listings and sizes fetched before are stale now
         self._scanner.writer_alive = self._storage.is_locked(self._basedir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ImgStoreWarning)  # a live chunk is expected to lack an index

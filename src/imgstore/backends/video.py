@@ -306,9 +306,20 @@ class VideoBackend(Backend):
                 if PAYLOAD_DIGEST_FIELD in saved:
                     table[PAYLOAD_DIGEST_FIELD] = saved[PAYLOAD_DIGEST_FIELD]
         h, w = self.metadata.imgshape[:2]
-        path = self._local_payload(chunk_n)
+        path, remote = self.payload_path(chunk_n), dict[str, Any]()
+        local = self.storage.local_path(path)
+        if local is not None:
+            path = local
+        else:
+            # remote storage: PyAV reads the chunk by range requests (imgstore.remote_io)
+            token = self.storage.stat_token(path)
+            if token is None:
+                raise ChunkReadError(f"video chunk {path} is missing")
+            storage, payload = self.storage, path
+            remote = {"opener": lambda: storage.open_read(payload), "size": token.size}
         try:
-            reader = _pyav().VideoChunkReader(path, color=self._color, height=h, width=w, frame_table=table)
+            reader = _pyav().VideoChunkReader(path, color=self._color, height=h, width=w, frame_table=table,
+                                              **remote)
         except ChunkReadError:
             raise
         except Exception as exc:

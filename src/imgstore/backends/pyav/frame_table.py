@@ -26,8 +26,8 @@ import errno
 import io
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
 import av
 import av.error
@@ -38,6 +38,9 @@ from ...errors import ChunkReadError, IndexCorruptError
 __all__ = ["FRAME_TABLE_KEYS", "build_frame_table", "check_table", "close_input", "open_input"]
 
 _log = logging.getLogger(__name__)
+
+#: returns a new seekable binary file object of a chunk (remote storage)
+Opener = Callable[[], IO[bytes]]
 
 #: Keys of a frame table (see the module docstring).
 FRAME_TABLE_KEYS = ("pts", "keyframe")
@@ -106,9 +109,15 @@ def _complete_mp4_prefix(path: str) -> int | None:
     return good if moov else 0
 
 
-def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer | None:
-    """Open a chunk for reading; None for a file that holds no frame at all."""
+def open_input(path: str | os.PathLike[str], opener: Opener | None = None) -> av.container.InputContainer | None:
+    """Open a chunk for reading; None for a file that holds no frame at all.
+
+    With ``opener`` (a chunk on remote storage) the chunk is read from the seekable file
+    object it returns, ``path`` only names it.
+    """
     path = os.fspath(path)
+    if opener is not None:
+        return _open_file_object(path, opener)
     if not os.path.exists(path):
         raise ChunkReadError(errno.ENOENT, "video chunk not found", path)
     container: av.container.InputContainer | None
@@ -118,6 +127,20 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer | No
         container = _open_cut_short(path, exc)
         if container is None:
             return None
+    if not container.streams.video:
+        close_input(container)
+        raise ChunkReadError(errno.EIO, "video chunk has no video stream", path)
+    return container
+
+
+def _open_file_object(path: str, opener: Opener) -> av.container.InputContainer:
+    """Open a chunk from a file object (remote storage holds only complete chunks: no recovery)."""
+    try:
+        container = av.open(opener(), mode="r")
+    except ChunkReadError:
+        raise
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise ChunkReadError(errno.EIO, f"cannot open video chunk: {exc}", path) from exc
     if not container.streams.video:
         close_input(container)
         raise ChunkReadError(errno.EIO, "video chunk has no video stream", path)
@@ -261,13 +284,16 @@ def _reorder_depth(decode_order_pts: np.ndarray, window: int = 64) -> int:
     return int(later_shown.max())
 
 
-def build_frame_table(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def build_frame_table(path: str | os.PathLike[str], opener: Opener | None = None) -> dict[str, np.ndarray]:
     """Build a chunk's frame table by demuxing it (packets only, nothing is decoded).
 
     Parameters
     ----------
     path : str or os.PathLike
         The video chunk.
+    opener : callable, optional
+        Returns a seekable binary file object of the chunk (remote storage); ``path`` then
+        only names it.
 
     Returns
     -------
@@ -283,7 +309,7 @@ def build_frame_table(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         The file is missing, is not a video, or has packets without timestamps or with
         duplicate ones (no frame-exact access is possible then).
     """
-    container = open_input(path)
+    container = open_input(path, opener)
     if container is None:
         return _empty_table()
     try:

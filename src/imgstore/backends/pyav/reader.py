@@ -27,7 +27,7 @@ import numpy as np
 
 from ...checksums import payload_digest
 from ...errors import ChunkCorruptError, ChunkReadError, FrameIndexError
-from .frame_table import build_frame_table, check_table, close_input, open_input
+from .frame_table import Opener, build_frame_table, check_table, close_input, open_input
 from .pixels import BgrConverter, GreyConverter
 
 __all__ = ["PACKET_DIGESTS", "VideoChunkReader"]
@@ -102,6 +102,11 @@ class VideoChunkReader:
         640x480 sequentially 40-70 % faster but random access 25-30 % slower.
         1: strictly single-threaded.  0 (one per core) or N > 1: frame+slice threading
         whatever the size and access pattern.
+    opener : callable, optional
+        Returns a new seekable binary file object of the chunk (a chunk on remote storage,
+        read by range requests); `path` then only names it.  Each decoder lane opens its own.
+    size : int, optional
+        The chunk's size in bytes (with `opener`; None: from the file system).
 
     Notes
     -----
@@ -134,15 +139,18 @@ class VideoChunkReader:
         width: int | None = None,
         frame_table: Mapping[str, Any] | None = None,
         threads: int | None = None,
+        opener: Opener | None = None,
+        size: int | None = None,
     ) -> None:
         self._path = os.fspath(path)
+        self._opener = opener
         self._color = bool(color)
         self._height = None if height is None else int(height)
         self._width = None if width is None else int(width)
         self._threads = None if threads is None else int(threads)
         if self._threads is not None and self._threads < 0:
             raise ValueError(f"threads must be >= 0, not {threads}")
-        table = build_frame_table(self._path) if frame_table is None else frame_table
+        table = build_frame_table(self._path, opener) if frame_table is None else frame_table
         self._pts, self._key = check_table(table, self._path)
         n = len(self._pts)
         # the checksum of each frame's packet as written (chunks written by this package)
@@ -155,7 +163,8 @@ class VideoChunkReader:
         try:
             # many bytes per frame (lossless H.264: ~95 KiB at 640x480) mean slow frames,
             # where frame threading also pays off for random access
-            self._heavy = bool(n) and os.path.getsize(self._path) >= self.HEAVY_FRAME_BYTES * n
+            nbytes = os.path.getsize(self._path) if size is None else int(size)
+            self._heavy = bool(n) and nbytes >= self.HEAVY_FRAME_BYTES * n
         except OSError:
             self._heavy = False
         self._lanes: list[_Lane] = []
@@ -190,7 +199,7 @@ class VideoChunkReader:
         """
         if lane is not None:
             lane.close()
-        container = open_input(self._path)
+        container = open_input(self._path, self._opener)
         if container is None:
             raise ChunkReadError(errno.EIO, "video chunk holds no frame", self._path)
         if lane is None:

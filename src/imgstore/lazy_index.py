@@ -1,0 +1,388 @@
+"""A frame index whose arrays stay in a remote index cache until a lookup needs them.
+
+Locally the index cache is memory-mapped: opening a week-long store (18 M frames, 288 MB of
+frame numbers and times) reads none of it. On object storage there is no memory map, so
+the cache's big arrays become :class:`RangeArray` s: 1-D arrays that fetch the pages a
+lookup touches by range requests and keep them. A lookup by frame_index reads the page of
+that frame (and, once per chunk, the chunk's frames to check their digest); a lookup by
+frame_number or frame_time searches the sorted values page by page, interpolating (frame
+numbers and times grow about linearly, so one or two probes land on the right page) and
+falling back to bisection. Anything else (``frame_number.min()``, ``np.asarray(...)``) fetches
+the whole array once, concurrently in parts.
+
+:class:`LazyCheckedFrameIndex` is the :class:`~imgstore.checked_index.CheckedFrameIndex` over
+such arrays: every chunk's frames are still checked against their digest before use.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .checked_index import CheckedFrameIndex
+from .frame_index import FrameIndex, SortedView
+
+__all__ = ["PAGE_BYTES", "LazyCheckedFrameIndex", "RangeArray", "is_lazy", "remote_arrays"]
+
+#: bytes per page of a lazy array: 8192 frame numbers, about one 10 000-frame chunk
+PAGE_BYTES = 64 * 1024
+#: pages a lazy array keeps (least recently used dropped first): 32 MiB
+MAX_PAGES = 512
+#: parts of a whole-array fetch (fetched concurrently)
+_PART_BYTES = 8 * 1024 * 1024
+#: arrays up to this size are read with the chunk table at open (one request)
+EAGER_BYTES = 1024 * 1024
+
+#: ``fetch_ranges([(start, stop), ...])``: those byte ranges of the file, exactly
+FetchRanges = Callable[[Sequence[tuple[int, int]]], list[bytes]]
+
+
+class RangeArray:
+    """A read-only 1-D array of a remote file's bytes, fetched a page at a time.
+
+    Parameters
+    ----------
+    fetch_ranges
+        Returns byte ranges of the file.
+    offset
+        Where the array starts in the file.
+    length
+        Number of items.
+    dtype
+        Item type (little-endian, as the cache stores it).
+    """
+
+    __array_priority__ = 1000
+
+    def __init__(self, fetch_ranges: FetchRanges, offset: int, length: int, dtype: Any) -> None:
+        self._fetch = fetch_ranges
+        self._offset = int(offset)
+        self._length = int(length)
+        self.dtype = np.dtype(dtype)
+        self._per_page = max(PAGE_BYTES // self.dtype.itemsize, 1)
+        self._pages: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+        self._full: np.ndarray | None = None
+        self._lock = threading.Lock()
+        #: pages fetched (for tests and benchmarks)
+        self.pages_fetched = 0
+
+    # ------------------------------------------------------------------ numpy's view of it
+
+    @property
+    def fetch_ranges(self) -> FetchRanges:
+        """How this array's pages are fetched (the arrays of one file share it)."""
+        return self._fetch
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self._length,)
+
+    @property
+    def ndim(self) -> int:
+        return 1
+
+    @property
+    def size(self) -> int:
+        return self._length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __repr__(self) -> str:
+        return f"<RangeArray {self.dtype} x {self._length}, {len(self._pages)} pages loaded>"
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        full = self.load()
+        return full if dtype is None else full.astype(dtype, copy=False)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if func is np.searchsorted and args and args[0] is self and kwargs.get("sorter") is None:
+            return self._searchsorted(args[1] if len(args) > 1 else kwargs["v"],
+                                      args[2] if len(args) > 2 else kwargs.get("side", "left"))
+        return func(*_concrete(args), **_concrete(kwargs))
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return getattr(ufunc, method)(*_concrete(inputs), **_concrete(kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)  # min(), max(), tolist()...: the whole array
+
+    # ------------------------------------------------------------------ reading
+
+    def load(self) -> np.ndarray:
+        """The whole array (fetched once, in concurrent parts)."""
+        if self._full is None:
+            nbytes = self._length * self.dtype.itemsize
+            parts = [(a, min(a + _PART_BYTES, nbytes)) for a in range(0, nbytes, _PART_BYTES)]
+            data = b"".join(self._fetch([(self._offset + a, self._offset + b) for a, b in parts])) if parts else b""
+            full = np.frombuffer(data, dtype=self.dtype)
+            full.flags.writeable = False
+            self._full = full
+            self._pages.clear()
+        return self._full
+
+    def missing_ranges(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """Byte ranges (in the file) of the pages of items ``[start, stop)`` not loaded yet, coalesced."""
+        if self._full is not None or stop <= start:
+            return []
+        per, runs = self._per_page, []
+        for p in range(start // per, (stop - 1) // per + 1):
+            if p in self._pages:
+                continue
+            if runs and runs[-1][1] == p:
+                runs[-1][1] = p + 1
+            else:
+                runs.append([p, p + 1])
+        size = self.dtype.itemsize
+        return [(self._offset + a * per * size, self._offset + min(b * per, self._length) * size) for a, b in runs]
+
+    def store(self, start_byte: int, data: bytes) -> None:
+        """Keep the pages in ``data`` (fetched from ``start_byte``, page-aligned)."""
+        per, size = self._per_page, self.dtype.itemsize
+        first = (start_byte - self._offset) // size // per
+        values = np.frombuffer(data, dtype=self.dtype)
+        with self._lock:
+            for i in range(0, len(values), per):
+                page = values[i:i + per]
+                page.flags.writeable = False
+                self._pages[first + i // per] = page
+                self.pages_fetched += 1
+            while len(self._pages) > MAX_PAGES:
+                self._pages.popitem(last=False)
+
+    def ensure(self, start: int, stop: int) -> None:
+        """Fetch the pages of items ``[start, stop)`` (one request per run of missing pages)."""
+        load_together([(self, start, stop)])
+
+    def _page(self, p: int) -> np.ndarray:
+        with self._lock:
+            page = self._pages.get(p)
+            if page is not None:
+                self._pages.move_to_end(p)
+                return page
+        self.ensure(p * self._per_page, min((p + 1) * self._per_page, self._length))
+        with self._lock:
+            return self._pages[p]
+
+    def _range(self, start: int, stop: int) -> np.ndarray:
+        if self._full is not None:
+            return self._full[start:stop]
+        if stop <= start:
+            return np.zeros(0, self.dtype)
+        self.ensure(start, stop)
+        per = self._per_page
+        pieces = [self._page(p) for p in range(start // per, (stop - 1) // per + 1)]
+        base = (start // per) * per
+        return np.concatenate(pieces)[start - base:stop - base]
+
+    def __getitem__(self, key: Any) -> Any:
+        if self._full is not None:
+            return self._full[key]
+        n = self._length
+        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+            i = int(key) + (n if key < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"index {int(key)} is out of bounds for an array of {n} items")
+            return self._page(i // self._per_page)[i % self._per_page]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step == 1:
+                return self._range(start, max(start, stop)).copy()
+            return self._take(np.arange(start, stop, step))
+        index = np.asarray(key)
+        if index.dtype.kind not in "iu":
+            return self.load()[key]
+        return self._take(index)
+
+    def _take(self, index: np.ndarray) -> np.ndarray:
+        n = self._length
+        flat = index.astype(np.int64).ravel()
+        flat = np.where(flat < 0, flat + n, flat)
+        if flat.size and (flat.min() < 0 or flat.max() >= n):
+            raise IndexError(f"index out of bounds for an array of {n} items")
+        per = self._per_page
+        pages = np.unique(flat // per)
+        load_together([(self, int(p) * per, min((int(p) + 1) * per, n)) for p in pages])
+        out = np.empty(flat.shape, dtype=self.dtype)
+        for p in pages:
+            hit = flat // per == p
+            out[hit] = self._page(int(p))[flat[hit] - int(p) * per]
+        return out.reshape(index.shape)
+
+    # ------------------------------------------------------------------ sorted search
+
+    def _searchsorted(self, v: ArrayLike, side: str = "left") -> Any:
+        values = np.asarray(v)
+        if values.ndim == 0:
+            return self._search_one(values[()], side)
+        if values.size > 256:
+            return np.searchsorted(self.load(), values, side=side)  # type: ignore[call-overload]
+        out = np.array([self._search_one(x, side) for x in values.ravel()], dtype=np.intp)
+        return out.reshape(values.shape)
+
+    def _search_one(self, value: Any, side: str) -> int:
+        """Where ``value`` goes in these (sorted) values, as ``np.searchsorted``, reading few pages."""
+        if self._full is not None:
+            return int(np.searchsorted(self._full, value, side=side))  # type: ignore[call-overload]
+        n, per = self._length, self._per_page
+        lo, hi = 0, n  # the answer lies in [lo, hi]
+        below = above = None  # the values just before lo and at hi, once known
+        n_pages = -(-n // per)
+        if n_pages > 2:
+            # the first and last pages bracket every search (fetched together, kept)
+            load_together([(self, 0, per), (self, (n_pages - 1) * per, n)])
+        probes = 0
+        while hi - lo > per:
+            p = self._probe_page(lo, hi, below, above, value, probes)
+            probes += 1
+            page = self._page(p)
+            start = p * per
+            first, last = page[0], page[-1]
+            if (first >= value) if side == "left" else (first > value):
+                hi, above = start, first
+            elif (last < value) if side == "left" else (last <= value):
+                lo, below = start + len(page), last
+            else:
+                return start + int(np.searchsorted(page, value, side=side))  # type: ignore[call-overload]
+        return lo + int(np.searchsorted(self._range(lo, hi), value, side=side))  # type: ignore[call-overload]
+
+    def _probe_page(self, lo: int, hi: int, below: Any, above: Any, value: Any, probes: int) -> int:
+        """The page to look at next: interpolated between known values for a few probes, then halving."""
+        per = self._per_page
+        if probes == 0:
+            return 0
+        if probes == 1:
+            return (self._length - 1) // per
+        mid = (lo + hi) // 2
+        if probes < 6 and below is not None and above is not None:
+            try:
+                span = float(above) - float(below)
+                frac = (float(value) - float(below)) / span if span > 0 else math.nan
+            except (TypeError, ValueError, OverflowError):
+                frac = math.nan
+            if math.isfinite(frac):
+                mid = lo + int(frac * (hi - lo))
+        mid = min(max(mid, lo), hi - 1)
+        return mid // per
+
+
+def load_together(parts: Sequence[tuple[RangeArray, int, int]]) -> None:
+    """Fetch the missing pages of items ``[start, stop)`` of several arrays of one file in one batch."""
+    wanted: list[tuple[RangeArray, tuple[int, int]]] = []
+    for array, start, stop in parts:
+        wanted.extend((array, r) for r in array.missing_ranges(start, stop))
+    if not wanted:
+        return
+    by_fetch: dict[int, list[tuple[RangeArray, tuple[int, int]]]] = {}
+    for item in wanted:
+        by_fetch.setdefault(id(item[0].fetch_ranges), []).append(item)
+    for items in by_fetch.values():
+        datas = items[0][0].fetch_ranges([r for _, r in items])
+        for (array, (start, _stop)), data in zip(items, datas, strict=True):
+            array.store(start, data)
+
+
+def _concrete(value: Any) -> Any:
+    if isinstance(value, RangeArray):
+        return value.load()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_concrete(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _concrete(v) for k, v in value.items()}
+    return value
+
+
+def is_lazy(array: Any) -> bool:
+    """True for a :class:`RangeArray`."""
+    return isinstance(array, RangeArray)
+
+
+def remote_arrays(fetch_ranges: FetchRanges, specs: Mapping[str, tuple[int, int, str]],
+                  eager: Sequence[str]) -> dict[str, np.ndarray | RangeArray]:
+    """The arrays of a remote index cache: ``eager`` ones (and small ones) read now in one batch, others lazy.
+
+    ``specs`` maps a name to ``(offset, length, dtype)``.
+    """
+    out: dict[str, Any] = {}
+    now = [name for name, (_, length, dtype) in specs.items()
+           if name in eager or length * np.dtype(dtype).itemsize <= EAGER_BYTES]
+    ranges = [(specs[name][0], specs[name][0] + specs[name][1] * np.dtype(specs[name][2]).itemsize) for name in now]
+    # one request for the lot when they lie together (the chunk table does, at the start of the file)
+    if ranges:
+        lo, hi = min(a for a, _ in ranges), max(b for _, b in ranges)
+        if hi - lo <= 4 * EAGER_BYTES + sum(b - a for a, b in ranges):
+            block = fetch_ranges([(lo, hi)])[0]
+            datas = [block[a - lo:b - lo] for a, b in ranges]
+        else:
+            datas = fetch_ranges(ranges)
+        for name, data in zip(now, datas, strict=True):
+            arr = np.frombuffer(data, dtype=specs[name][2])
+            arr.flags.writeable = False
+            out[name] = arr
+    for name, (offset, length, dtype) in specs.items():
+        if name not in out:
+            out[name] = RangeArray(fetch_ranges, offset, length, dtype)
+    return out
+
+
+class LazyCheckedFrameIndex(CheckedFrameIndex):
+    """A :class:`~imgstore.checked_index.CheckedFrameIndex` over :class:`RangeArray` s (a remote index cache).
+
+    Parameters are those of :class:`~imgstore.checked_index.CheckedFrameIndex`; the per-frame
+    arrays and sorted views may be :class:`RangeArray` s.
+    """
+
+    def __init__(self, chunk_numbers: ArrayLike, chunk_lengths: ArrayLike, frame_number: Any, frame_time: Any, *,
+                 chunk_digests: ArrayLike, origin: str, by_number: SortedView | None = None,
+                 by_time: SortedView | None = None, on_damage: Callable[[str], FrameIndex] | None = None) -> None:
+        n = len(frame_number)
+        # zero-stride stand-ins of the right length (no memory) pass the base class's checks;
+        # the lazy arrays take their place right after
+        super().__init__(chunk_numbers, chunk_lengths, np.broadcast_to(np.int64(0), (n,)),
+                         np.broadcast_to(np.float64(0), (len(frame_time),)), chunk_digests=chunk_digests,
+                         origin=origin, on_damage=on_damage)
+        self._frame_number = frame_number
+        self._frame_time = frame_time
+        if by_number is not None:
+            self._number_order, self._number_sorted = by_number
+        if by_time is not None:
+            self._time_order, self._time_sorted = by_time
+
+    def _verify_all(self) -> None:
+        # whole arrays wanted: fetch them in one go rather than chunk by chunk
+        self._load_all()
+        super()._verify_all()
+
+    def _load_all(self) -> None:
+        loaded: dict[int, np.ndarray] = {}
+
+        def concrete(value: Any) -> Any:
+            if isinstance(value, RangeArray):
+                if id(value) not in loaded:
+                    loaded[id(value)] = value.load()
+                return loaded[id(value)]
+            return value
+
+        self._frame_number = concrete(self._frame_number)
+        self._frame_time = concrete(self._frame_time)
+        self._number_order, self._number_sorted = concrete(self._number_order), concrete(self._number_sorted)
+        self._time_order, self._time_sorted = concrete(self._time_order), concrete(self._time_sorted)
+
+    def _verify_rows(self, rows: np.ndarray) -> None:
+        # both arrays of the chunks about to be checked, in one batch of requests
+        lazy = [a for a in (self._frame_number, self._frame_time) if isinstance(a, RangeArray)]
+        if lazy and self.checked:
+            parts = []
+            for row in np.asarray(rows).ravel():
+                a, b = int(self.chunk_starts[int(row)]), int(self.chunk_starts[int(row) + 1])
+                parts.extend((arr, a, b) for arr in lazy)
+            load_together(parts)
+        super()._verify_rows(rows)

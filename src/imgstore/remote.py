@@ -1,0 +1,560 @@
+"""Stores on object storage: the read-only :class:`FsspecStorage` behind ``new_for_filename(url)``.
+
+Any fsspec URL works: ``s3://``, ``gs://``, ``http(s)://``, ``memory://``, ``file://`` and
+chained caches (``simplecache::s3://...``); ``storage_options`` go to fsspec unchanged, so
+credentials come from the usual fsspec/s3fs configuration (environment, ``~/.aws``...). They
+are never logged: every message names the URL without its user, password and query string
+(:func:`scrub`).
+
+Requests, and what they cost
+    * listings are fetched once per folder and kept (names, sizes, times), so ``stat`` of a
+      file in a listed folder costs nothing; :meth:`FsspecStorage.forget` drops them
+      (``refresh()`` does);
+    * small files are read whole in one request; large ones through a :class:`~imgstore.remote_io.RangeFile`
+      (range requests, read-ahead block cache shared by the store's files);
+    * many files (every chunk index of a store without an index cache) are fetched
+      concurrently (:meth:`~FsspecStorage.prefetch`, :meth:`~FsspecStorage.stat_tokens`).
+
+Failures
+    Every request is retried (:data:`DEFAULT_RETRIES` times, backing off from
+    :data:`RETRY_BACKOFF` seconds); a missing file is not retried. When the retries are spent
+    :class:`~imgstore.errors.StoreReadError` (an ``OSError``) names the URL and the last cause. A
+    short or over-long answer to a range request is a failure, never data.
+
+Never a write: this storage refuses every write (``EROFS``), takes no lock and leaves no file
+on the remote (chained caches keep their copies locally, as fsspec does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import errno
+import io
+import logging
+import posixpath
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, BinaryIO, TypeVar
+
+import xxhash
+
+from .errors import MissingDependencyError, StoreReadError
+from .remote_io import BlockCache, RangeFile
+from .storage import DirEntry, StatToken, Storage
+
+__all__ = ["DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "FsspecStorage", "is_url", "scrub"]
+
+log = logging.getLogger("imgstore.remote")
+
+#: retries of a failed request before giving up (so at most 4 attempts)
+DEFAULT_RETRIES = 3
+#: first pause between attempts (s); doubled each time: 0.2 + 0.4 + 0.8 s at most in all
+RETRY_BACKOFF = 0.2
+#: seconds a request may take (connecting, or waiting for data) before it counts as failed
+DEFAULT_TIMEOUT = 30.0
+#: files up to this size are read whole at their first read (a 10 000-frame chunk index is ~330 kB)
+WHOLE_FILE_BYTES = 1024 * 1024
+#: concurrent requests of one batch (chunk indexes of a store opened without its cache)
+MAX_CONCURRENCY = 32
+#: whole files up to this size are kept once read (until forget())
+_SMALL_FILE_BYTES = 64 * 1024
+#: bytes of prefetched files kept until read (a batch of chunk indexes)
+_PREFETCH_BYTES = 256 * 1024 * 1024
+
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_USERINFO_RE = re.compile(r"(://)[^/@\s'\"]*@")
+_QUERY_RE = re.compile(r"\?[^\s'\"]*")
+T = TypeVar("T")
+
+
+def is_url(path: Any) -> bool:
+    """True for a URL fsspec opens (``s3://...``, ``simplecache::s3://...``), False for a local path."""
+    return isinstance(path, str) and ("::" in path or bool(_URL_RE.match(path)))
+
+
+def scrub(text: str) -> str:
+    """``text`` without the credentials a URL may carry (``user:password@``, signed query strings)."""
+    return _QUERY_RE.sub("", _USERINFO_RE.sub(r"\1", str(text)))
+
+
+def _import_fsspec():
+    try:
+        import fsspec
+        import fsspec.core
+    except ImportError as exc:
+        raise MissingDependencyError(f"reading stores from URLs needs fsspec ({exc}); install it with: "
+                                     f"pip install 'imgstore[remote]'") from exc
+    return fsspec
+
+
+def _with_defaults(protocol: str, options: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """The caller's options over ours: one attempt per request (imgstore retries) and timeouts."""
+    out = dict(options)
+    if protocol in ("s3", "s3a"):
+        out.setdefault("retries", 1)  # s3fs's own retry loop: imgstore's does the retrying
+        config = dict(out.get("config_kwargs") or {})
+        config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+        config.setdefault("connect_timeout", timeout)
+        config.setdefault("read_timeout", timeout)
+        out["config_kwargs"] = config
+    elif protocol in ("http", "https"):
+        import aiohttp
+
+        client = dict(out.get("client_kwargs") or {})
+        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout))
+        out["client_kwargs"] = client
+    return out
+
+
+def _mtime_ns(info: Mapping[str, Any]) -> int:
+    for key in ("LastModified", "mtime", "updated", "last_modified", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, datetime.datetime):
+            return int(value.timestamp() * 1e9)
+        if isinstance(value, (int, float)):
+            return int(float(value) * 1e9)
+        if isinstance(value, str):
+            try:
+                return int(datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9)
+            except ValueError:
+                continue
+    return 0
+
+
+def _token(info: Mapping[str, Any]) -> StatToken:
+    etag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or ""
+    identity = xxhash.xxh3_64_intdigest(str(etag).encode()) & ((1 << 63) - 1) if etag else 0
+    return StatToken(int(info.get("size") or 0), _mtime_ns(info), identity)
+
+
+def _is_dir_info(info: Mapping[str, Any]) -> bool:
+    return info.get("type") == "directory" or str(info.get("name", "")).endswith("/")
+
+
+_DEFINITE = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, StoreReadError,
+             MissingDependencyError, TypeError, AttributeError)
+
+
+@dataclasses.dataclass
+class RequestStats:
+    """Requests made and bytes received by one storage (for tests and benchmarks)."""
+
+    requests: int = 0
+    bytes: int = 0
+    retries: int = 0
+
+    def add(self, requests: int, nbytes: int = 0) -> None:
+        self.requests += requests
+        self.bytes += nbytes
+
+
+class FsspecStorage(Storage):
+    """A store's files behind an fsspec URL, read-only (see the module documentation).
+
+    Parameters
+    ----------
+    url
+        The store's folder (``s3://bucket/stores/week1``); every path this storage is given
+        lies under it.
+    storage_options
+        Passed to fsspec (``endpoint_url``, ``anon``, ``key``/``secret``...).
+    retries
+        Retries of a failed request before :class:`~imgstore.errors.StoreReadError`.
+    timeout
+        Seconds before a request that gets no answer counts as failed.
+    cache_bytes
+        Bytes of the read-ahead block cache (:mod:`imgstore.remote_io`).
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, *,
+                 retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT,
+                 cache_bytes: int | None = None) -> None:
+        fsspec = _import_fsspec()
+        self.url = url.rstrip("/") if not url.endswith("://") else url
+        self.storage_options = dict(storage_options or {})
+        self.retries = int(retries)
+        self.timeout = float(timeout)
+        self._cache_bytes = cache_bytes
+        protocol = url.split("::")[-1].split("://")[0] if "://" in url else "file"
+        try:
+            self._fs, root = fsspec.core.url_to_fs(self.url, **_with_defaults(protocol, self.storage_options,
+                                                                                self.timeout))
+        except ImportError as exc:
+            raise MissingDependencyError(f"cannot open {scrub(url)}: {exc}; install the fsspec implementation "
+                                         f"of {protocol!r} (pip install 'imgstore[remote]')") from exc
+        except ValueError as exc:
+            raise ValueError(f"cannot open {scrub(url)}: {scrub(str(exc))}") from None
+        self._root = root.rstrip("/") if root not in ("/", "") else root
+        self._http = protocol in ("http", "https")
+        self.blocks = BlockCache(cache_bytes) if cache_bytes else BlockCache()
+        self.stats = RequestStats()
+        self._lock = threading.RLock()
+        self._listings: dict[str, dict[str, dict[str, Any]]] = {}
+        self._tokens: dict[str, StatToken | None] = {}
+        self._prefetched: dict[str, bytes] = {}
+        self._small: dict[str, bytes] = {}  # small files read whole (metadata.yaml: read by the factory and the store)
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def is_remote(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"FsspecStorage({scrub(self.url)!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # travels as how to reopen it (dask workers): never the open connections
+        return {"url": self.url, "storage_options": self.storage_options, "retries": self.retries,
+                "timeout": self.timeout, "cache_bytes": self._cache_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        type(self).__init__(self, state["url"], state["storage_options"], retries=state["retries"],
+                            timeout=state["timeout"], cache_bytes=state["cache_bytes"])
+
+    # ------------------------------------------------------------------ paths
+
+    def join(self, *parts: str) -> str:
+        return posixpath.join(*parts)
+
+    def dirname(self, path: str) -> str:
+        return path.rstrip("/").rsplit("/", 1)[0]
+
+    def basename(self, path: str) -> str:
+        return path.rstrip("/").rsplit("/", 1)[-1]
+
+    def _fs_path(self, path: str) -> str:
+        """The fsspec path of ``path`` (a URL under this storage's :attr:`url`)."""
+        if path == self.url or path.rstrip("/") == self.url:
+            return self._root
+        if not path.startswith(self.url + "/"):
+            raise ValueError(f"{scrub(path)} is not under {scrub(self.url)}")
+        rel = path[len(self.url) + 1:].strip("/")
+        return f"{self._root.rstrip('/')}/{rel}" if self._root not in ("", "/") else f"{self._root}{rel}"
+
+    def _name(self, path: str) -> str:
+        return scrub(path)
+
+    # ------------------------------------------------------------------ retries
+
+    def _call(self, what: str, path: str, op: Callable[[], T]) -> T:
+        """``op()`` with bounded retries; :class:`StoreReadError` when they are spent."""
+        delay = RETRY_BACKOFF
+        for attempt in range(self.retries + 1):
+            try:
+                return op()
+            except _DEFINITE:
+                raise
+            except Exception as exc:
+                if attempt == self.retries:
+                    raise StoreReadError(errno.EIO, f"could not {what} {self._name(path)} after "
+                                         f"{self.retries + 1} attempts: {type(exc).__name__}: "
+                                         f"{scrub(str(exc)) or 'no detail'}", self._name(path)) from None
+                self.stats.retries += 1
+                log.debug("%s %s failed (%s), retrying", what, self._name(path), type(exc).__name__)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _gather(self, what: str, items: Sequence[str], one: Callable[[str], Any]) -> list[Any]:
+        """``one(item)`` for every item, concurrently on async filesystems; exceptions returned in place."""
+        results: list[Any] = [None] * len(items)
+        todo = list(range(len(items)))
+        delay = RETRY_BACKOFF
+        for attempt in range(self.retries + 1):
+            got = self._run_all([items[i] for i in todo], one)
+            again = []
+            for i, value in zip(todo, got, strict=True):
+                results[i] = value
+                if isinstance(value, Exception) and not isinstance(value, _DEFINITE):
+                    again.append(i)
+            if not again:
+                return results
+            if attempt < self.retries:
+                self.stats.retries += len(again)
+                time.sleep(delay)
+                delay *= 2
+            todo = again
+        for i in todo:
+            exc = results[i]
+            results[i] = StoreReadError(errno.EIO, f"could not {what} {self._name(items[i])} after "
+                                        f"{self.retries + 1} attempts: {type(exc).__name__}: "
+                                        f"{scrub(str(exc)) or 'no detail'}", self._name(items[i]))
+        return results
+
+    def _run_all(self, items: Sequence[str], one: Callable[[str], Any]) -> list[Any]:
+        import asyncio
+
+        fs = self._fs
+        if not asyncio.iscoroutinefunction(one):
+            out: list[Any] = []
+            for item in items:
+                try:
+                    out.append(one(item))
+                except Exception as exc:
+                    out.append(exc)
+            return out
+        from fsspec.asyn import sync
+
+        semaphore_box: list[asyncio.Semaphore] = []
+
+        async def limited(item: str) -> Any:
+            async with semaphore_box[0]:
+                return await one(item)
+
+        async def run() -> list[Any]:
+            semaphore_box.append(asyncio.Semaphore(MAX_CONCURRENCY))
+            return await asyncio.gather(*(limited(i) for i in items), return_exceptions=True)
+
+        return list(sync(fs.loop, run))
+
+    # ------------------------------------------------------------------ listings
+
+    def list_dir(self, path: str) -> list[DirEntry]:
+        listing = self._listing(path)
+        return [DirEntry(name, _is_dir_info(info), not _is_dir_info(info)) for name, info in sorted(listing.items())]
+
+    def _listing(self, path: str) -> dict[str, dict[str, Any]]:
+        key = path.rstrip("/")
+        with self._lock:
+            cached = self._listings.get(key)
+        if cached is not None:
+            return cached
+        fs_path = self._fs_path(key)
+
+        def ls() -> list[dict[str, Any]]:
+            self.stats.add(1)
+            target = fs_path + "/" if self._http else fs_path
+            return list(self._fs.ls(target, detail=True, **({} if self._http else {"refresh": True})))
+
+        try:
+            entries = self._call("list", key, ls)
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, "no such folder", self._name(key)) from None
+        prefix = fs_path.rstrip("/") + "/"
+        listing: dict[str, dict[str, Any]] = {}
+        for info in entries:
+            full = str(info.get("name", ""))
+            if self._http and full.startswith(prefix):
+                rel = full[len(prefix):]
+            elif not self._http:
+                rel = full.rstrip("/").rsplit("/", 1)[-1] if full.rstrip("/") != fs_path.rstrip("/") else ""
+            else:
+                continue  # a link out of the folder (parent, another site)
+            if rel.endswith("/"):
+                info = {**info, "type": "directory"}
+            rel = rel.strip("/")
+            if not rel or "/" in rel or rel in (".", ".."):
+                continue
+            listing[rel] = info
+        if not listing and not self._http:
+            # an object store answers an empty listing for a prefix that does not exist
+            info = self._info(key)
+            if info is None or not _is_dir_info(info):
+                raise FileNotFoundError(errno.ENOENT, "no such folder", self._name(key))
+        with self._lock:
+            self._listings[key] = listing
+        return listing
+
+    def _info(self, path: str) -> dict[str, Any] | None:
+        fs_path = self._fs_path(path)
+
+        def info() -> dict[str, Any]:
+            self.stats.add(1)
+            return dict(self._fs.info(fs_path))
+
+        try:
+            return self._call("stat", path, info)
+        except FileNotFoundError:
+            return None
+
+    def _from_listing(self, path: str) -> tuple[bool, StatToken | None]:
+        """``(known, token)`` from a cached listing of the file's folder or an earlier stat."""
+        with self._lock:
+            if path in self._tokens:
+                return True, self._tokens[path]
+            parent = self._listings.get(self.dirname(path))
+        if parent is None:
+            return False, None
+        info = parent.get(self.basename(path))
+        return True, None if info is None else _token(info)
+
+    def stat_token(self, path: str) -> StatToken | None:
+        known, token = self._from_listing(path)
+        if known:
+            return token
+        info = self._info(path)
+        token = None if info is None else _token(info)
+        with self._lock:
+            self._tokens[path] = token
+        return token
+
+    def stat_tokens(self, paths: Sequence[str]) -> list[StatToken | None]:
+        answers: list[StatToken | None] = []
+        unknown = []
+        for p in paths:
+            known, token = self._from_listing(p)
+            answers.append(token)
+            if not known:
+                unknown.append(p)
+        if unknown:
+            fs = self._fs
+
+            async def info_async(p: str) -> Any:
+                self.stats.add(1)
+                return await fs._info(self._fs_path(p))
+
+            def info_sync(p: str) -> Any:
+                self.stats.add(1)
+                return fs.info(self._fs_path(p))
+
+            got = self._gather("stat", unknown, info_async if getattr(fs, "async_impl", False) else info_sync)
+            for p, value in zip(unknown, got, strict=True):
+                if isinstance(value, FileNotFoundError):
+                    token = None
+                elif isinstance(value, Exception):
+                    raise value
+                else:
+                    token = _token(value)
+                with self._lock:
+                    self._tokens[p] = token
+        return [self._from_listing(p)[1] for p in paths]
+
+    def is_dir(self, path: str) -> bool:
+        known, token = self._from_listing(path)
+        with self._lock:
+            parent = self._listings.get(self.dirname(path))
+        if parent is not None:
+            info = parent.get(self.basename(path))
+            if info is None:
+                return False
+            if not _is_dir_info(info):
+                return False
+        try:
+            return bool(self._listing(path)) or not self._http
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
+    def forget(self) -> None:
+        with self._lock:
+            self._listings.clear()
+            self._tokens.clear()
+            self._prefetched.clear()
+            self._small.clear()
+        self.blocks.clear()
+        invalidate = getattr(self._fs, "invalidate_cache", None)
+        if invalidate is not None:
+            invalidate()
+
+    # ------------------------------------------------------------------ reading
+
+    def _fetch(self, path: str, start: int | None, stop: int | None) -> bytes:
+        """One (range) request, retried; exactly ``stop - start`` bytes when both are given."""
+        fs_path = self._fs_path(path)
+
+        def get() -> bytes:
+            self.stats.add(1)
+            data = self._fs.cat_file(fs_path, start=start, end=stop)
+            self.stats.bytes += len(data)
+            if start is not None and stop is not None and len(data) != stop - start:
+                raise OSError(errno.EIO, f"asked for bytes {start}-{stop}, got {len(data)} bytes")
+            return bytes(data)
+
+        return self._call("read", path, get)
+
+    def read_bytes(self, path: str, start: int = 0, stop: int | None = None, limit: int | None = None) -> bytes:
+        with self._lock:
+            data = self._prefetched.pop(path, None)
+            if data is None:
+                data = self._small.get(path)
+        if data is not None:
+            if limit is not None and len(data) > limit:
+                raise OSError(errno.EFBIG, f"{self._name(path)} is {len(data)} bytes, more than the {limit} read "
+                                           f"here", self._name(path))
+            return data[start:stop]
+        token = self.stat_token(path) if (limit is not None or stop is None or start) else None
+        if (limit is not None or stop is None or start) and token is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", self._name(path))
+        if token is not None:
+            if limit is not None and token.size > limit:
+                raise OSError(errno.EFBIG, f"{self._name(path)} is {token.size} bytes, more than the {limit} read "
+                                           f"here", self._name(path))
+            stop = token.size if stop is None else min(stop, token.size)
+        if stop is not None and start >= stop:
+            return b""
+        data = self._fetch(path, start, stop)
+        if not start and token is not None and stop == token.size and len(data) <= _SMALL_FILE_BYTES:
+            with self._lock:
+                if len(self._small) < 64:
+                    self._small[path] = data
+        return data
+
+    def read_ranges(self, path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        if len(ranges) < 2 or not getattr(self._fs, "async_impl", False):
+            return [self._fetch(path, a, b) for a, b in ranges]
+        fs, fs_path = self._fs, self._fs_path(path)
+        keys = [f"{a}:{b}" for a, b in ranges]
+        wanted = dict(zip(keys, ranges, strict=True))
+
+        async def one(key: str) -> bytes:
+            a, b = wanted[key]
+            self.stats.add(1)
+            data = await fs._cat_file(fs_path, start=a, end=b)
+            self.stats.bytes += len(data)
+            if len(data) != b - a:
+                raise OSError(errno.EIO, f"asked for bytes {a}-{b}, got {len(data)} bytes")
+            return bytes(data)
+
+        return self._gather_keys(path, keys, one)
+
+    def _gather_keys(self, path: str, keys: list[str], one: Callable[[str], Any]) -> list[bytes]:
+        values = self._gather("read", keys, one)
+        out = []
+        for value in values:
+            if isinstance(value, StoreReadError):
+                raise StoreReadError(value.errno, str(value).replace(value.filename or "", self._name(path)),
+                                     self._name(path))
+            if isinstance(value, Exception):
+                raise value
+            out.append(value)
+        return out
+
+    def prefetch(self, paths: Sequence[str]) -> None:
+        paths = [p for p in paths if p not in self._prefetched]
+        if len(paths) < 2 or not getattr(self._fs, "async_impl", False):
+            return  # read one by one when asked: no gain from fetching ahead
+        fs = self._fs
+
+        async def one(p: str) -> bytes:
+            self.stats.add(1)
+            data = await fs._cat_file(self._fs_path(p))
+            self.stats.bytes += len(data)
+            return bytes(data)
+
+        got = self._gather("read", paths, one)
+        with self._lock:
+            held = sum(len(v) for v in self._prefetched.values())
+            for p, value in zip(paths, got, strict=True):
+                if isinstance(value, FileNotFoundError):
+                    self._tokens[p] = None
+                elif isinstance(value, bytes) and held + len(value) <= _PREFETCH_BYTES:
+                    self._prefetched[p] = value
+                    held += len(value)
+                # other failures: the read itself retries and reports them
+
+    def open_read(self, path: str) -> BinaryIO:
+        with self._lock:
+            data = self._prefetched.pop(path, None)
+        if data is not None:
+            return io.BytesIO(data)
+        token = self.stat_token(path)
+        if token is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", self._name(path))
+        # small files (chunk indexes) in one request; video chunks by ranges, blocks shared by the lanes
+        return RangeFile(lambda a, b: self._fetch(path, a, b), token.size, self.blocks, path, self._name(path),
+                         whole=token.size <= WHOLE_FILE_BYTES)
