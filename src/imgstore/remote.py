@@ -94,7 +94,6 @@ def _with_defaults(protocol: str, options: Mapping[str, Any], timeout: float) ->
     """The caller's options over ours: one attempt per request (imgstore retries) and timeouts."""
     out = dict(options)
     if protocol in ("s3", "s3a"):
-        out.setdefault("retries", 1)  # s3fs's own retry loop: imgstore's does the retrying
         config = dict(out.get("config_kwargs") or {})
         config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
         config.setdefault("connect_timeout", timeout)
@@ -189,6 +188,8 @@ class FsspecStorage(Storage):
                                          f"of {protocol!r} (pip install 'imgstore[remote]')") from exc
         except ValueError as exc:
             raise ValueError(f"cannot open {scrub(url)}: {scrub(str(exc))}") from None
+        if protocol in ("s3", "s3a") and isinstance(getattr(self._fs, "retries", None), int):
+            self._fs.retries = 1  # s3fs's own retry loop (5 attempts, up to 15 s apart): imgstore's retries instead
         self._root = root.rstrip("/") if root not in ("/", "") else root
         self._http = protocol in ("http", "https")
         self.blocks = BlockCache(cache_bytes) if cache_bytes else BlockCache()
@@ -382,6 +383,8 @@ class FsspecStorage(Storage):
         if parent is None:
             return False, None
         info = parent.get(self.basename(path))
+        if info is not None and info.get("size") is None and not _is_dir_info(info):
+            return False, None  # listed without a size (a web server's index page): ask the file
         return True, None if info is None else _token(info)
 
     def stat_token(self, path: str) -> StatToken | None:
