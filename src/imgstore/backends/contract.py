@@ -54,6 +54,13 @@ class ChunkWriter(ABC):
     def close(self) -> Mapping[str, np.ndarray] | None:
         """Finish the chunk; may return per-frame arrays to keep in its index (e.g. pts)."""
 
+    @property
+    def finished_early(self) -> bool:
+        """True when the writer finished its chunk by itself (a video writer does so to bound
+        what a crash can lose): the session closes it and opens the next chunk before the
+        next frame."""
+        return False
+
 
 class Backend(ABC):
     """Keeps the frame payloads of one store (see the module documentation).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -26,6 +27,9 @@ _WRITE_OPTIONS = frozenset({"fps", "quality", "bitrate", "keyframe_interval", "p
 #: open chunk readers kept per store: random access over several chunks keeps each chunk's
 #: decoders (and their positions) instead of reopening (measured: 123 -> 219 reads/s at GOP 250)
 _MAX_OPEN_READERS = 6
+#: wall-clock seconds after which a frame add_image took is in its video file, safe from a
+#: SIGKILL (the guarantee is 1 s: the rest is for the drain; docs/reliability.md)
+MAX_LATENCY_S = 0.5
 
 
 def _pyav():
@@ -58,6 +62,8 @@ class VideoBackend(Backend):
         self._readers: collections.OrderedDict[int, Any] = collections.OrderedDict()
         # frame times of the latest frames written, for estimated_fps()
         self._recent_times: collections.deque[float] = collections.deque(maxlen=200)
+        # when (time.monotonic()) the latest frames were written: the encoder's latency settings
+        self._recent_walls: collections.deque[float] = collections.deque(maxlen=65)
 
     # ------------------------------------------------------------------ formats
 
@@ -191,8 +197,22 @@ class VideoBackend(Backend):
         if "fps" not in options:
             options["fps"] = self.estimated_fps()
         writer = _pyav().VideoChunkWriter(self._local_payload(chunk_n), self.metadata.format, height=h, width=w,
-                                          color=self._color, **options)
+                                          color=self._color, max_latency=MAX_LATENCY_S,
+                                          frame_interval=self.recent_frame_interval(), **options)
         return _VideoChunkWriter(self, writer)
+
+    def recent_frame_interval(self) -> float | None:
+        """Wall-clock seconds between the latest frames (a high percentile, and the time since
+        the last one: a chunk opened after a pause expects a pause), None before any frame.
+
+        It chooses the encoder's settings for the next chunk: B-frames and lookahead when
+        frames come fast and steadily, low latency otherwise (``backends/pyav/encoding.py``).
+        """
+        walls = np.asarray(self._recent_walls, dtype=np.float64)
+        if not len(walls):
+            return None
+        since_last = time.monotonic() - float(walls[-1])
+        return max(float(np.percentile(np.diff(walls), 90)), since_last) if len(walls) > 1 else since_last
 
     def estimated_fps(self) -> float:
         """Frame rate for the next chunk when none was given: from recent frame times, else 25.
@@ -208,8 +228,9 @@ class VideoBackend(Backend):
         return float(_pyav().DEFAULT_FPS)
 
     def note_frame_time(self, frame_time: float) -> None:
-        """Remember a written frame's time (for :meth:`estimated_fps`)."""
+        """Remember a written frame's time (for :meth:`estimated_fps`) and when it was written."""
         self._recent_times.append(frame_time)
+        self._recent_walls.append(time.monotonic())
 
     def remove_chunk_payload(self, chunk_n: int) -> None:
         self.storage.remove(self.payload_path(chunk_n))
@@ -314,6 +335,11 @@ class _VideoChunkWriter(ChunkWriter):
 
     def close(self) -> dict[str, np.ndarray]:
         return self._writer.close()
+
+    @property
+    def finished_early(self) -> bool:
+        # the writer finished its file by itself to keep a frame's wall-clock latency bound
+        return bool(self._writer.sealed)
 
 
 class VideoImgStore(ImgStore):

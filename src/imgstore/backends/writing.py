@@ -356,6 +356,9 @@ class WriteSession:
         if self._convert is not None:
             img = self._convert(img)
         self.check_no_failure()
+        if self._writer is not None and self._writer.finished_early:
+            # the chunk writer finished its chunk early (a pause): this frame opens the next one
+            self._next_chunk()
         if self._writer is None or self._journal is None:
             raise StoreWriteError(errno.EIO, f"store {self.basedir!r} has no open chunk (a failed chunk change)")
         try:
@@ -376,16 +379,20 @@ class WriteSession:
         self._count(np.array([fn]), np.array([ft]))
         if len(table["frame_number"]) >= self.smd.chunksize:
             try:
-                self.finish_chunk(last=False)
-                self._open_chunk(self.open_chunk_n + 1)
+                self._next_chunk()
             except StoreWriteError as exc:
                 # this frame is stored (journaled), so add_image returns as promised; the failed
                 # chunk change stops the session: the next write raises, close() tries it again
-                self._failure = exc
                 log.error("%s: changing from chunk %d failed: %s", self.basedir, self.open_chunk_n, exc)
-            except BaseException as exc:
-                self._failure = exc
-                raise
+
+    def _next_chunk(self) -> None:
+        """Close the open chunk and open the next (a failure latches: only close() is left)."""
+        try:
+            self.finish_chunk(last=False)
+            self._open_chunk(self.open_chunk_n + 1)
+        except BaseException as exc:
+            self._failure = exc
+            raise
 
     def _count(self, numbers: np.ndarray, times: np.ndarray) -> None:
         if not len(numbers):
