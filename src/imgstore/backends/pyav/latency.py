@@ -65,7 +65,7 @@ def _loaded_libavformat_paths() -> list[str]:
 class _Library:
     """``avformat_get_class`` and ``av_write_frame`` of the libavformat PyAV loaded (or None)."""
 
-    _loaded: _Library | None | bool = False
+    _loaded: _Library | bool | None = False
 
     def __init__(self, lib: Any) -> None:
         self.get_class = lib.avformat_get_class
@@ -141,7 +141,7 @@ class DeadlineThread:
     """
 
     def __init__(self, callback: Callable[[], None], name: str) -> None:
-        self._callback = weakref.WeakMethod(callback)  # type: ignore[arg-type]  # bound methods only
+        self._callback = weakref.WeakMethod(callback)
         self._cv = threading.Condition()
         self._deadline: float | None = None
         self._stopped = False
