@@ -16,7 +16,7 @@ from ..errors import ChunkReadError, ImgStoreWarning, InvalidFrameMetadataError,
 from ..ondisk import StoreMetadata
 from ..storage import Storage
 from .base import ImgStore
-from .contract import Backend, ChunkWriter
+from .contract import Backend, ChunkFinishedEarly, ChunkWriter
 
 __all__ = ["VideoBackend", "VideoImgStore"]
 
@@ -329,17 +329,16 @@ class _VideoChunkWriter(ChunkWriter):
         self._writer = writer
 
     def write(self, img: np.ndarray, frame_number: int, frame_time: float) -> dict[str, Any]:
-        pts = self._writer.write(img, frame_time=frame_time)
+        try:
+            pts = self._writer.write(img, frame_time=frame_time)
+        except _pyav().SealedChunkError:
+            # the writer finished its file by itself to keep frames within MAX_LATENCY_S
+            raise ChunkFinishedEarly(self._writer.path) from None
         self._backend.note_frame_time(frame_time)
         return {"pts": pts}
 
     def close(self) -> dict[str, np.ndarray]:
         return self._writer.close()
-
-    @property
-    def finished_early(self) -> bool:
-        # the writer finished its file by itself to keep a frame's wall-clock latency bound
-        return bool(self._writer.sealed)
 
 
 class VideoImgStore(ImgStore):

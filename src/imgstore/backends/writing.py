@@ -36,7 +36,7 @@ from ..frame_index import FrameIndex
 from ..imageops import check_encoding
 from ..ondisk import STORE_MD_FILENAME, StoreMetadata
 from ..storage import Storage
-from .contract import Backend, ChunkWriter
+from .contract import Backend, ChunkFinishedEarly, ChunkWriter
 
 __all__ = ["WriteSession", "check_frame_metadata", "plan_new_store", "prepare_folder", "remove_chunk_files",
            "remove_store_files"]
@@ -356,13 +356,16 @@ class WriteSession:
         if self._convert is not None:
             img = self._convert(img)
         self.check_no_failure()
-        if self._writer is not None and self._writer.finished_early:
-            # the chunk writer finished its chunk early (a pause): this frame opens the next one
-            self._next_chunk()
         if self._writer is None or self._journal is None:
             raise StoreWriteError(errno.EIO, f"store {self.basedir!r} has no open chunk (a failed chunk change)")
         try:
-            extra = self._writer.write(img, fn, ft) or {}
+            try:
+                extra = self._writer.write(img, fn, ft) or {}
+            except ChunkFinishedEarly:
+                # the chunk writer finished its chunk by itself (a pause): this frame opens the next
+                self._next_chunk()
+                assert self._writer is not None and self._journal is not None
+                extra = self._writer.write(img, fn, ft) or {}
             self._journal.append(frame_number=fn, frame_time=ft, **extra)
         except (InvalidImageError, InvalidFrameMetadataError, UnsupportedFormatError):
             raise  # rejected before anything was written

@@ -34,7 +34,7 @@ from .frame_table import build_frame_table, close_input, open_input
 from .latency import DeadlineThread, MuxerFlush
 from .timeline import Timeline
 
-__all__ = ["VideoChunkWriter"]
+__all__ = ["SealedChunkError", "VideoChunkWriter"]
 
 #: muxers that keep packets in memory (Matroska: the cluster, MP4: the fragment) until the
 #: next packet, a flush or the end of the file; AVI writes each packet as it comes
@@ -43,6 +43,11 @@ _BUFFERING_MUXERS = frozenset({"matroska", "mp4"})
 _REORDER_WINDOW = 64
 
 _log = logging.getLogger(__name__)
+
+class SealedChunkError(StoreWriteError):
+    """:meth:`VideoChunkWriter.write` on a writer that finished its file early (:attr:`~VideoChunkWriter.sealed`):
+    nothing of the frame was written; write it into a new chunk."""
+
 
 def _errno_of(exc: BaseException, default: int = errno.EIO) -> int:
     """The POSIX errno behind an exception (ENOSPC for a full disk...), else `default`.
@@ -337,8 +342,8 @@ class VideoChunkWriter:
             A frame time that is not finite, or a step forward the timestamps cannot hold
             (nothing was written; the writer goes on).
         imgstore.errors.StoreWriteError
-            Encoding or writing failed (e.g. disk full), the writer is closed, or it was
-            :attr:`sealed`.
+            Encoding or writing failed (e.g. disk full) or the writer is closed;
+            :class:`SealedChunkError` (nothing written) when it was :attr:`sealed`.
         """
         img = np.asarray(img)
         if img.dtype != self._dtype:
@@ -351,9 +356,11 @@ class VideoChunkWriter:
             pad = ((0, self._coded_h - self._height), (0, self._coded_w - self._width))
             img = np.pad(img, pad + ((0, 0),) * (img.ndim - 2), mode="edge")
         with self._lock:
-            if self._table is not None or self._sealed:
-                what = "finished early (sealed): start a new chunk" if self._sealed else "closed"
-                raise StoreWriteError(errno.EBADF, f"video chunk writer is {what}", self._path)
+            if self._sealed:
+                raise SealedChunkError(errno.EBADF, "video chunk writer finished its file early (sealed): "
+                                       "write the frame into a new chunk", self._path)
+            if self._table is not None:
+                raise StoreWriteError(errno.EBADF, "video chunk writer is closed", self._path)
             pts, planned = self._timeline.plan(frame_time)  # may refuse the frame: nothing changed yet
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=self._input_format)
             frame.pts = pts
