@@ -121,11 +121,14 @@ def run(fmt: str, rate: float, now: bool, frames: list[np.ndarray], color: bool,
             for p in positions:
                 r.read(int(p))
             rand = max(rand, len(positions) / (time.perf_counter() - t0))
-    settings = "low latency" if w.low_latency else w._settings.options.get("rc-lookahead", "")
-    if not w.low_latency and settings:
-        settings = f"B-frames, lookahead {settings}"
+    opts = w._settings.options
+    lookahead = opts.get("rc-lookahead") or dict(
+        p.split("=", 1) for p in opts.get("x265-params", "").split(":") if "=" in p).get("rc-lookahead")
+    settings = "low latency" if w.low_latency else f"B-frames, lookahead {lookahead}"
     if get_format_spec(fmt).intra_only:
         settings = "intra"
+    elif get_format_spec(fmt).lossless and not w.low_latency:
+        settings = f"lookahead {lookahead}"  # x264 codes no B-frames at qp 0
     if flush:
         settings += " + flush/frame"
     return {"kib": size / n / 1024, "psnr": float(np.mean(quality)), "cpu_ms": write_cpu / n * 1000,

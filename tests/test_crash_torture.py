@@ -356,9 +356,10 @@ def make_plan(fmt: str, seed: int, kind: str, point: str | None = None, short: b
     rng = random.Random(f"{fmt}-{seed}-{kind}-{point}")
     if is_video(fmt):
         # random kills: paced like a camera so "one second of frames" means something (chunks
-        # roll over about every 0.5 s); kills at a stop point need no clock and run unpaced
-        plan = WriterPlan(fmt, seed, kind, chunksize=rng.choice([20, 30, 40]), fps=60.0 if kind == "random" else 0.0,
-                          extra_every=rng.choice([1, 3]), extra_burst=rng.choice([1, 2]))
+        # roll over about every 0.5 s; at 120 frames/s hevc keeps its B-frames too); kills at a
+        # stop point need no clock and run unpaced
+        plan = WriterPlan(fmt, seed, kind, chunksize=rng.choice([20, 30, 40]), extra_every=rng.choice([1, 3]),
+                          extra_burst=rng.choice([1, 2]), fps=rng.choice([60.0, 120.0]) if kind == "random" else 0.0)
     else:
         plan = WriterPlan(fmt, seed, kind, chunksize=rng.choice([3, 5, 7, 10]), extra_every=rng.choice([1, 2, 3]),
                           extra_burst=rng.choice([1, 3]), extra_bytes=rng.choice([0, 2000]))
@@ -516,6 +517,7 @@ def test_crash_long(tmp_path, fmt):
         "format": fmt, "trials": len(results), "seconds": round(elapsed, 1),
         "frames_reported_total": sum(r.reported for r in results),
         "frames_lost_max": max(r.lost for r in results), "frames_lost_mean": float(np.mean([r.lost for r in results])),
+        "lost_seconds_max": max(r.lost_seconds for r in results),
         # random kills: the writer runs at a camera's rate, so the bound is "one second of frames"
         "frames_lost_max_random": max(r.lost for r in results if r.kind == "random"),
         "allowed_loss_random": max(r.allowed_loss for r in results if r.kind == "random"),

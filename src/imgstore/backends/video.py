@@ -64,6 +64,7 @@ class VideoBackend(Backend):
         self._recent_times: collections.deque[float] = collections.deque(maxlen=200)
         # when (time.monotonic()) the latest frames were written: the encoder's latency settings
         self._recent_walls: collections.deque[float] = collections.deque(maxlen=65)
+        self._previous_sealed = False  # the previous chunk was finished early (a pause)
 
     # ------------------------------------------------------------------ formats
 
@@ -203,11 +204,16 @@ class VideoBackend(Backend):
 
     def recent_frame_interval(self) -> float | None:
         """Wall-clock seconds between the latest frames (a high percentile, and the time since
-        the last one: a chunk opened after a pause expects a pause), None before any frame.
+        the last one: a chunk opened after a pause expects a pause; infinite after a chunk its
+        writer had to finish early), None before any frame.
 
         It chooses the encoder's settings for the next chunk: B-frames and lookahead when
         frames come fast and steadily, low latency otherwise (``backends/pyav/encoding.py``).
         """
+        if self._previous_sealed:
+            # frames paused while the last chunk's encoder held some: this recording pauses, so
+            # the next chunk holds none (rather than a chunk finished early at every pause)
+            return float("inf")
         walls = np.asarray(self._recent_walls, dtype=np.float64)
         if not len(walls):
             return None
@@ -226,6 +232,10 @@ class VideoBackend(Backend):
             if step > 0:
                 return float(min(max(1.0 / step, 0.1), 1000.0))
         return float(_pyav().DEFAULT_FPS)
+
+    def note_chunk_finished(self, finished_early: bool) -> None:
+        """Remember whether the chunk just closed had been finished early by its writer."""
+        self._previous_sealed = finished_early
 
     def note_frame_time(self, frame_time: float) -> None:
         """Remember a written frame's time (for :meth:`estimated_fps`) and when it was written."""
@@ -338,6 +348,7 @@ class _VideoChunkWriter(ChunkWriter):
         return {"pts": pts}
 
     def close(self) -> dict[str, np.ndarray]:
+        self._backend.note_chunk_finished(bool(self._writer.sealed))
         return self._writer.close()
 
 

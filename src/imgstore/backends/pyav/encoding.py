@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 
 from .formats import VideoFormatSpec
@@ -36,9 +37,9 @@ DELAY_BUDGET_S = 0.3
 _X265_SMALL_PICTURE = 96
 #: x264's B-frames in the delay configuration (b-adapt=0: always 3)
 _X264_BFRAMES = 3
-#: frames x265 (veryfast, rc-lookahead 5, 4 B-frames) held back, measured: 12 at 1-2 frame
-#: threads, up to 27 with 16 (x265 picks frame threads by core count)
-_X265_HELD = 16
+#: frames x265 (veryfast, rc-lookahead 5, 4 B-frames) holds back: 11 + its frame threads
+#: (measured 12, 13, 14, 19, 27 with 1, 2, 3, 8, 16), so the delay settings pin them to 2 at most
+_X265_HELD = 11
 _X265_BFRAMES = 4
 
 
@@ -95,13 +96,15 @@ def encoder_settings(spec: VideoFormatSpec, codec_name: str, coded_h: int, coded
     elif codec_name == "libx265":
         # x265 defaults to open GOPs, whose leading frames cannot be decoded after a seek
         params = ["log-level=error", "open-gop=0"]
-        low_latency = (_X265_HELD + _X265_BFRAMES) * interval > DELAY_BUDGET_S
+        # x265 chooses 1 frame thread below 4 cores (as before), we choose 2 above
+        frame_threads = 1 if (os.cpu_count() or 1) < 4 else 2
+        low_latency = (_X265_HELD + frame_threads + _X265_BFRAMES) * interval > DELAY_BUDGET_S
         if low_latency:
             params += ["bframes=0", "rc-lookahead=0", "frame-threads=1", "cutree=0"]
         else:
             # lookahead 5 (its minimum with 4 B-frames) keeps the delay near 12 frames
-            params.append("rc-lookahead=5")
-            held, reorder = _X265_HELD, _X265_BFRAMES
+            params += ["rc-lookahead=5", f"frame-threads={frame_threads}"]
+            held, reorder = _X265_HELD + frame_threads, _X265_BFRAMES
         if min(coded_h, coded_w) < _X265_SMALL_PICTURE:
             # with its default 32x32 coding tree units such a picture has < 3 CTU rows:
             # x265's wavefront threads then give run-to-run different output, and at
