@@ -243,6 +243,7 @@ class VideoChunkWriter:
         self._held_max = 0
         self._flushes = 0
         self._sealed = False
+        self._closing = False
         self._seal_error: BaseException | None = None
         self._buffering = spec.muxer in _BUFFERING_MUXERS
         self._flusher = MuxerFlush.attach(self._container) if self._buffering else None
@@ -429,7 +430,7 @@ class VideoChunkWriter:
     def _on_deadline(self) -> None:
         """The oldest frame not yet safe has waited `max_latency`: flush the muxer, or seal."""
         with self._lock:
-            if self._table is not None or self._sealed or self._max_latency is None:
+            if self._table is not None or self._sealed or self._max_latency is None or self._closing:
                 return
             due = bisect.bisect_right(self._written_at, time.monotonic() - self._max_latency)
             if due > self._safe:
@@ -467,8 +468,10 @@ class VideoChunkWriter:
         """Flush the encoder, write the trailer, build the table (see :meth:`close`)."""
         if self._table is not None:
             return self._table
+        self._closing = True  # whatever happens now, the deadline thread leaves the file alone
         try:
             self._mux(self._stream.encode(None))
+            self._flusher = None  # its AVFormatContext is freed by close()
             self._container.close()
         except (av.error.FFmpegError, OSError) as exc:
             self._abort()
@@ -537,6 +540,7 @@ class VideoChunkWriter:
         return shifted
 
     def _abort(self) -> None:
+        self._flusher = None  # never flush a freed AVFormatContext
         with contextlib.suppress(Exception):  # already failing: keep the first error
             self._container.close()
 
