@@ -40,12 +40,13 @@ from .formats import DEFAULT_FPS, VIDEO_FORMATS, VideoFormatSpec, coded_size, ge
 from .frame_table import FRAME_TABLE_KEYS, build_frame_table
 from .probe import available_video_formats, is_video_format_available
 from .reader import VideoChunkReader
-from .writer import VideoChunkWriter
+from .writer import SealedChunkError, VideoChunkWriter
 
 __all__ = [
     "DEFAULT_FPS",
     "FRAME_TABLE_KEYS",
     "VIDEO_FORMATS",
+    "SealedChunkError",
     "VideoChunkReader",
     "VideoChunkWriter",
     "VideoFormatSpec",
