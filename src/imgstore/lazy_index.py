@@ -133,7 +133,8 @@ class RangeArray:
         """Byte ranges (in the file) of the pages of items ``[start, stop)`` not loaded yet, coalesced."""
         if self._full is not None or stop <= start:
             return []
-        per, runs = self._per_page, []
+        per = self._per_page
+        runs: list[list[int]] = []
         for p in range(start // per, (stop - 1) // per + 1):
             if p in self._pages:
                 continue
@@ -378,9 +379,10 @@ class LazyCheckedFrameIndex(CheckedFrameIndex):
 
     def _verify_rows(self, rows: np.ndarray) -> None:
         # both arrays of the chunks about to be checked, in one batch of requests
-        lazy = [a for a in (self._frame_number, self._frame_time) if isinstance(a, RangeArray)]
+        arrays: tuple[Any, ...] = (self._frame_number, self._frame_time)
+        lazy = [a for a in arrays if isinstance(a, RangeArray)]
         if lazy and self.checked:
-            parts = []
+            parts: list[tuple[RangeArray, int, int]] = []
             for row in np.asarray(rows).ravel():
                 a, b = int(self.chunk_starts[int(row)]), int(self.chunk_starts[int(row) + 1])
                 parts.extend((arr, a, b) for arr in lazy)

@@ -27,6 +27,8 @@ on the remote (chained caches keep their copies locally, as fsspec does).
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import datetime
 import errno
@@ -63,6 +65,8 @@ MAX_CONCURRENCY = 32
 _SMALL_FILE_BYTES = 64 * 1024
 #: bytes of prefetched files kept until read (a batch of chunk indexes)
 _PREFETCH_BYTES = 256 * 1024 * 1024
+#: requests RequestStats.log keeps
+_LOG_LENGTH = 10_000
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _USERINFO_RE = re.compile(r"(://)[^/@\s'\"]*@")
@@ -141,15 +145,27 @@ _DEFINITE = (FileNotFoundError, IsADirectoryError, NotADirectoryError, Permissio
 
 @dataclasses.dataclass
 class RequestStats:
-    """Requests made and bytes received by one storage (for tests and benchmarks)."""
+    """Requests made and bytes received by one storage (tests and benchmarks read them).
+
+    ``log`` holds ``(kind, path, nbytes)`` of the last :data:`_LOG_LENGTH` requests, ``kind``
+    one of ``'list'``, ``'stat'``, ``'read'`` (paths without credentials).
+    """
 
     requests: int = 0
     bytes: int = 0
     retries: int = 0
+    log: collections.deque[tuple[str, str, int]] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=_LOG_LENGTH))
 
-    def add(self, requests: int, nbytes: int = 0) -> None:
-        self.requests += requests
+    def add(self, kind: str, path: str, nbytes: int = 0) -> None:
+        self.requests += 1
         self.bytes += nbytes
+        self.log.append((kind, path, nbytes))
+
+    def reset(self) -> None:
+        """Start counting again."""
+        self.requests = self.bytes = self.retries = 0
+        self.log.clear()
 
 
 class FsspecStorage(Storage):
@@ -262,13 +278,20 @@ class FsspecStorage(Storage):
                 delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _gather(self, what: str, items: Sequence[str], one: Callable[[str], Any]) -> list[Any]:
-        """``one(item)`` for every item, concurrently on async filesystems; exceptions returned in place."""
+    def _batch(self, what: str, items: Sequence[T], run: Callable[[list[T]], list[Any]],
+               name: Callable[[T], str]) -> list[Any]:
+        """``run(items)`` (results or exceptions in place), failed items retried; :class:`StoreReadError` in place
+        of those that kept failing, definite failures (a missing file) left as they are."""
         results: list[Any] = [None] * len(items)
         todo = list(range(len(items)))
         delay = RETRY_BACKOFF
         for attempt in range(self.retries + 1):
-            got = self._run_all([items[i] for i in todo], one)
+            try:
+                got = run([items[i] for i in todo])
+            except _DEFINITE:
+                raise
+            except Exception as exc:  # the whole batch failed (a dropped connection pool)
+                got = [exc] * len(todo)
             again = []
             for i, value in zip(todo, got, strict=True):
                 results[i] = value
@@ -278,41 +301,38 @@ class FsspecStorage(Storage):
                 return results
             if attempt < self.retries:
                 self.stats.retries += len(again)
+                log.debug("%s of %d files failed, retrying", what, len(again))
                 time.sleep(delay)
                 delay *= 2
             todo = again
         for i in todo:
-            exc = results[i]
-            results[i] = StoreReadError(errno.EIO, f"could not {what} {self._name(items[i])} after "
-                                        f"{self.retries + 1} attempts: {type(exc).__name__}: "
-                                        f"{scrub(str(exc)) or 'no detail'}", self._name(items[i]))
+            cause, where = results[i], name(items[i])
+            results[i] = StoreReadError(errno.EIO, f"could not {what} {where} after {self.retries + 1} attempts: "
+                                        f"{type(cause).__name__}: {scrub(str(cause)) or 'no detail'}", where)
         return results
 
-    def _run_all(self, items: Sequence[str], one: Callable[[str], Any]) -> list[Any]:
-        import asyncio
+    def _cat_many(self, ranges: Sequence[tuple[str, int | None, int | None]]) -> list[Any]:
+        """The bytes of each ``(path, start, stop)`` (None: the file's start / end), concurrently on async
+        file systems (fsspec's ``cat_ranges``), retried; exceptions in place (a definite one or
+        :class:`StoreReadError`). An answer of the wrong length is a failure, never data."""
 
-        fs = self._fs
-        if not asyncio.iscoroutinefunction(one):
+        def run(batch: list[tuple[str, int | None, int | None]]) -> list[Any]:
+            got = self._fs.cat_ranges([self._fs_path(p) for p, _, _ in batch], [a for _, a, _ in batch],
+                                      [b for _, _, b in batch], on_error="return")
             out: list[Any] = []
-            for item in items:
-                try:
-                    out.append(one(item))
-                except Exception as exc:
-                    out.append(exc)
+            for (p, a, b), data in zip(batch, got, strict=True):
+                if isinstance(data, Exception):
+                    self.stats.add("read", self._name(p))
+                    out.append(data)
+                    continue
+                self.stats.add("read", self._name(p), len(data))
+                if a is not None and b is not None and len(data) != b - a:
+                    out.append(OSError(errno.EIO, f"asked for bytes {a}-{b}, got {len(data)} bytes"))
+                else:
+                    out.append(bytes(data))
             return out
-        from fsspec.asyn import sync
 
-        semaphore_box: list[asyncio.Semaphore] = []
-
-        async def limited(item: str) -> Any:
-            async with semaphore_box[0]:
-                return await one(item)
-
-        async def run() -> list[Any]:
-            semaphore_box.append(asyncio.Semaphore(MAX_CONCURRENCY))
-            return await asyncio.gather(*(limited(i) for i in items), return_exceptions=True)
-
-        return list(sync(fs.loop, run))
+        return self._batch("read", list(ranges), run, lambda item: self._name(item[0]))
 
     # ------------------------------------------------------------------ listings
 
@@ -329,7 +349,7 @@ class FsspecStorage(Storage):
         fs_path = self._fs_path(key)
 
         def ls() -> list[dict[str, Any]]:
-            self.stats.add(1)
+            self.stats.add("list", self._name(key))
             target = fs_path + "/" if self._http else fs_path
             return list(self._fs.ls(target, detail=True, **({} if self._http else {"refresh": True})))
 
@@ -355,8 +375,8 @@ class FsspecStorage(Storage):
             listing[rel] = info
         if not listing and not self._http:
             # an object store answers an empty listing for a prefix that does not exist
-            info = self._info(key)
-            if info is None or not _is_dir_info(info):
+            folder = self._info(key)
+            if folder is None or not _is_dir_info(folder):
                 raise FileNotFoundError(errno.ENOENT, "no such folder", self._name(key))
         with self._lock:
             self._listings[key] = listing
@@ -366,7 +386,7 @@ class FsspecStorage(Storage):
         fs_path = self._fs_path(path)
 
         def info() -> dict[str, Any]:
-            self.stats.add(1)
+            self.stats.add("stat", self._name(path))
             return dict(self._fs.info(fs_path))
 
         try:
@@ -406,17 +426,22 @@ class FsspecStorage(Storage):
             if not known:
                 unknown.append(p)
         if unknown:
-            fs = self._fs
 
-            async def info_async(p: str) -> Any:
-                self.stats.add(1)
-                return await fs._info(self._fs_path(p))
+            def run(batch: list[str]) -> list[Any]:
+                # concurrently: fsspec's synchronous calls from several threads share its event loop
+                def one(p: str) -> Any:
+                    self.stats.add("stat", self._name(p))
+                    try:
+                        return self._fs.info(self._fs_path(p))
+                    except Exception as exc:
+                        return exc
 
-            def info_sync(p: str) -> Any:
-                self.stats.add(1)
-                return fs.info(self._fs_path(p))
+                if len(batch) == 1:
+                    return [one(batch[0])]
+                with concurrent.futures.ThreadPoolExecutor(min(len(batch), MAX_CONCURRENCY)) as pool:
+                    return list(pool.map(one, batch))
 
-            got = self._gather("stat", unknown, info_async if getattr(fs, "async_impl", False) else info_sync)
+            got = self._batch("stat", unknown, run, self._name)
             for p, value in zip(unknown, got, strict=True):
                 if isinstance(value, FileNotFoundError):
                     token = None
@@ -429,7 +454,6 @@ class FsspecStorage(Storage):
         return [self._from_listing(p)[1] for p in paths]
 
     def is_dir(self, path: str) -> bool:
-        known, token = self._from_listing(path)
         with self._lock:
             parent = self._listings.get(self.dirname(path))
         if parent is not None:
@@ -458,17 +482,13 @@ class FsspecStorage(Storage):
 
     def _fetch(self, path: str, start: int | None, stop: int | None) -> bytes:
         """One (range) request, retried; exactly ``stop - start`` bytes when both are given."""
-        fs_path = self._fs_path(path)
+        return self._one(self._cat_many([(path, start, stop)])[0])
 
-        def get() -> bytes:
-            self.stats.add(1)
-            data = self._fs.cat_file(fs_path, start=start, end=stop)
-            self.stats.bytes += len(data)
-            if start is not None and stop is not None and len(data) != stop - start:
-                raise OSError(errno.EIO, f"asked for bytes {start}-{stop}, got {len(data)} bytes")
-            return bytes(data)
-
-        return self._call("read", path, get)
+    @staticmethod
+    def _one(value: Any) -> Any:
+        if isinstance(value, Exception):
+            raise value
+        return value
 
     def read_bytes(self, path: str, start: int = 0, stop: int | None = None, limit: int | None = None) -> bytes:
         with self._lock:
@@ -498,48 +518,16 @@ class FsspecStorage(Storage):
         return data
 
     def read_ranges(self, path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        if len(ranges) < 2 or not getattr(self._fs, "async_impl", False):
-            return [self._fetch(path, a, b) for a, b in ranges]
-        fs, fs_path = self._fs, self._fs_path(path)
-        keys = [f"{a}:{b}" for a, b in ranges]
-        wanted = dict(zip(keys, ranges, strict=True))
-
-        async def one(key: str) -> bytes:
-            a, b = wanted[key]
-            self.stats.add(1)
-            data = await fs._cat_file(fs_path, start=a, end=b)
-            self.stats.bytes += len(data)
-            if len(data) != b - a:
-                raise OSError(errno.EIO, f"asked for bytes {a}-{b}, got {len(data)} bytes")
-            return bytes(data)
-
-        return self._gather_keys(path, keys, one)
-
-    def _gather_keys(self, path: str, keys: list[str], one: Callable[[str], Any]) -> list[bytes]:
-        values = self._gather("read", keys, one)
-        out = []
-        for value in values:
-            if isinstance(value, StoreReadError):
-                raise StoreReadError(value.errno, str(value).replace(value.filename or "", self._name(path)),
-                                     self._name(path))
-            if isinstance(value, Exception):
-                raise value
-            out.append(value)
-        return out
+        return [self._one(v) for v in self._cat_many([(path, a, b) for a, b in ranges])]
 
     def prefetch(self, paths: Sequence[str]) -> None:
-        paths = [p for p in paths if p not in self._prefetched]
+        with self._lock:
+            paths = [p for p in paths if p not in self._prefetched]
         if len(paths) < 2 or not getattr(self._fs, "async_impl", False):
             return  # read one by one when asked: no gain from fetching ahead
-        fs = self._fs
-
-        async def one(p: str) -> bytes:
-            self.stats.add(1)
-            data = await fs._cat_file(self._fs_path(p))
-            self.stats.bytes += len(data)
-            return bytes(data)
-
-        got = self._gather("read", paths, one)
+        sizes = [self._from_listing(p) for p in paths]
+        got = self._cat_many([(p, 0, t.size) if known and t is not None else (p, None, None)
+                              for p, (known, t) in zip(paths, sizes, strict=True)])
         with self._lock:
             held = sum(len(v) for v in self._prefetched.values())
             for p, value in zip(paths, got, strict=True):
@@ -550,7 +538,7 @@ class FsspecStorage(Storage):
                     held += len(value)
                 # other failures: the read itself retries and reports them
 
-    def open_read(self, path: str) -> BinaryIO:
+    def open_read(self, path: str) -> BinaryIO:  # a RangeFile is a binary file object
         with self._lock:
             data = self._prefetched.pop(path, None)
         if data is not None:
@@ -559,5 +547,5 @@ class FsspecStorage(Storage):
         if token is None:
             raise FileNotFoundError(errno.ENOENT, "no such file", self._name(path))
         # small files (chunk indexes) in one request; video chunks by ranges, blocks shared by the lanes
-        return RangeFile(lambda a, b: self._fetch(path, a, b), token.size, self.blocks, path, self._name(path),
-                         whole=token.size <= WHOLE_FILE_BYTES)
+        return RangeFile(lambda a, b: self._fetch(path, a, b), token.size, self.blocks, path,  # type: ignore[return-value]
+                         self._name(path), whole=token.size <= WHOLE_FILE_BYTES)

@@ -139,7 +139,7 @@ class RangeFile(io.RawIOBase):
         self._pos = pos
         return pos
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
         start = self._pos
         stop = min(start + len(view), self._size)

@@ -218,6 +218,7 @@ class Storage(ABC):
 
     def prefetch(self, paths: Sequence[str]) -> None:
         """Hint that these whole files are read next (remote storage fetches them concurrently)."""
+        return None  # local files: read when asked
 
     def read_ranges(self, path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """The bytes of each ``(start, stop)`` range of a file (remote storage: concurrently)."""
@@ -225,6 +226,7 @@ class Storage(ABC):
 
     def forget(self) -> None:
         """Drop what was cached about the files (listings, sizes): the store may have changed."""
+        return None  # local files: nothing is cached
 
 
 class AppendFile:

@@ -241,10 +241,12 @@ class S3Server:
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Files with ``Range: bytes=a-b`` support, folders as HTML listings."""
 
+    _remaining: int | None = None
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def send_head(self):  # type: ignore[no-untyped-def]
+    def send_head(self):
         path = self.translate_path(self.path)
         if os.path.isdir(path) or not os.path.isfile(path):
             return super().send_head()
@@ -277,8 +279,8 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         return f
 
-    def copyfile(self, source, outputfile):  # type: ignore[no-untyped-def]
-        remaining = getattr(self, "_remaining", None)
+    def copyfile(self, source, outputfile):
+        remaining: int | None = getattr(self, "_remaining", None)
         if remaining is None:
             return super().copyfile(source, outputfile)
         while remaining > 0:
