@@ -105,7 +105,8 @@ class StoreWriteError(ImgStoreError, OSError):
 
 
 class InvalidOptionError(ImgStoreError, ValueError):
-    """A writing option with a value the format cannot take (``fps``, ``quality``, ``keyframe_interval``...)."""
+    """An option with a value that cannot be used: a writing option the format cannot take (``fps``,
+    ``quality``, ``keyframe_interval``...), ``storage_options=`` without a URL..."""
 
 
 class InvalidImageError(ImgStoreError, ValueError):

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import ondisk
 from .backends.registry import class_for_format, class_for_name, store_classes
-from .errors import MetadataError, ModeError, StoreNotFoundError, UnsupportedFormatError
+from .errors import InvalidOptionError, MetadataError, ModeError, StoreNotFoundError, UnsupportedFormatError
 from .ondisk import STORE_MD_FILENAME
 from .remote import is_url
 from .storage import LOCAL, Storage
@@ -80,11 +80,12 @@ def _open_url(url: str, mode: str, storage_options: dict[str, Any] | None, kwarg
     from .remote import FsspecStorage, scrub
 
     if not is_url(url):
-        raise ValueError(f"storage_options= is for URLs (s3://, gs://, https://...), not the local path {url!r}")
+        raise InvalidOptionError(f"storage_options= is for URLs (s3://, gs://, https://...), not the local path "
+                                 f"{url!r}")
     if mode != "r":
         raise ModeError(f"stores at URLs are read-only: mode {mode!r} is not possible for {scrub(url)}")
     if kwargs.pop("basedir", None) is not None:
-        raise ValueError("basedir= cannot be combined with a URL")
+        raise InvalidOptionError(f"basedir= cannot be combined with a URL ({scrub(url)})")
     url = url.rstrip("/")
     if url.rsplit("/", 1)[-1] == STORE_MD_FILENAME:
         url = url.rsplit("/", 1)[0]

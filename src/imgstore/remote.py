@@ -43,7 +43,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import xxhash
 
-from .errors import MissingDependencyError, StoreReadError
+from .errors import MissingDependencyError, StoreNotFoundError, StoreReadError
 from .remote_io import BlockCache, RangeFile
 from .storage import DirEntry, StatToken, Storage
 
@@ -202,8 +202,9 @@ class FsspecStorage(Storage):
         except ImportError as exc:
             raise MissingDependencyError(f"cannot open {scrub(url)}: {exc}; install the fsspec implementation "
                                          f"of {protocol!r} (pip install 'imgstore[remote]')") from exc
-        except ValueError as exc:
-            raise ValueError(f"cannot open {scrub(url)}: {scrub(str(exc))}") from None
+        except ValueError as exc:  # an unknown protocol, a malformed URL
+            raise StoreNotFoundError(errno.EINVAL, f"cannot open {scrub(url)}: {scrub(str(exc))}",
+                                     scrub(url)) from None
         if protocol in ("s3", "s3a") and isinstance(getattr(self._fs, "retries", None), int):
             self._fs.retries = 1  # s3fs's own retry loop (5 attempts, up to 15 s apart): imgstore's retries instead
         self._root = root.rstrip("/") if root not in ("/", "") else root
