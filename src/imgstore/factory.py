@@ -62,8 +62,9 @@ def new_for_filename(path: str | os.PathLike, **kwargs: Any) -> ImgStore:
         The store's folder or its ``metadata.yaml``; or a URL fsspec opens (``s3://bucket/store``,
         ``https://...``, ``simplecache::s3://...``): such stores are read-only (:mod:`imgstore.remote`).
     **kwargs
-        ``mode`` (``'r'`` or ``'a'``), ``storage_options`` (for URLs: passed to fsspec) and
-        backend options.
+        ``mode`` (``'r'`` or ``'a'``) and backend options. For URLs: ``storage_options``
+        (passed to fsspec), ``retries``, ``timeout`` (seconds) and ``cache_bytes`` (the
+        read-ahead block cache) of :class:`~imgstore.remote.FsspecStorage`.
     """
     mode = kwargs.setdefault("mode", "r")
     storage_options = kwargs.pop("storage_options", None)
@@ -89,7 +90,8 @@ def _open_url(url: str, mode: str, storage_options: dict[str, Any] | None, kwarg
     url = url.rstrip("/")
     if url.rsplit("/", 1)[-1] == STORE_MD_FILENAME:
         url = url.rsplit("/", 1)[0]
-    storage = FsspecStorage(url, storage_options)
+    remote = {k: kwargs.pop(k) for k in ("retries", "timeout", "cache_bytes") if k in kwargs}
+    storage = FsspecStorage(url, storage_options, **remote)
     if not (storage.is_dir(url) and storage.exists(storage.join(url, STORE_MD_FILENAME))):
         raise StoreNotFoundError(errno.ENOENT, f"{scrub(url)} does not exist or is not a store", scrub(url))
     kwargs["basedir"] = url

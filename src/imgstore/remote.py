@@ -99,7 +99,7 @@ def _with_defaults(protocol: str, options: Mapping[str, Any], timeout: float) ->
     out = dict(options)
     if protocol in ("s3", "s3a"):
         config = dict(out.get("config_kwargs") or {})
-        config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+        config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})  # one attempt: imgstore retries
         config.setdefault("connect_timeout", timeout)
         config.setdefault("read_timeout", timeout)
         out["config_kwargs"] = config

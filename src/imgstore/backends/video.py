@@ -18,6 +18,7 @@ from ..errors import (
     InvalidFrameMetadataError,
     InvalidOptionError,
     MetadataError,
+    StoreReadError,
     UnsupportedFormatError,
 )
 from ..ondisk import StoreMetadata
@@ -351,7 +352,7 @@ class VideoBackend(Backend):
         try:
             reader = _pyav().VideoChunkReader(path, color=self._color, height=h, width=w, frame_table=table,
                                               **remote)
-        except ChunkReadError:
+        except (ChunkReadError, StoreReadError):
             raise
         except Exception as exc:
             raise ChunkReadError(f"cannot open video chunk {path}: {exc}") from None
@@ -362,7 +363,16 @@ class VideoBackend(Backend):
         return reader
 
     def read_frame(self, chunk_n: int, position: int) -> np.ndarray:
-        return self._reader(chunk_n).read(position)
+        reader = self._reader(chunk_n)
+        try:
+            return reader.read(position)
+        except StoreReadError:
+            # a remote read failed under the demuxer: its state is unknown (a packet may be missing),
+            # so the next read of this chunk starts with a fresh decoder
+            if self._readers.get(chunk_n) is reader:
+                del self._readers[chunk_n]
+            reader.close()
+            raise
 
     def close_readers(self) -> None:
         while self._readers:

@@ -3,7 +3,8 @@
 :class:`S3Server`
     moto's S3 in server mode (``moto[server]`` from PyPI) in a child process, behind a small
     WSGI layer that adds per-request latency and injects faults on request: answer 500, drop
-    the connection before answering, cut a response body short, or answer slowly. Faults are
+    the connection before answering, cut a response body short, change a byte of it, or answer
+    slowly (each for the next N requests, or at random at a given rate). Faults are
     set through ``POST /_imgstore/faults`` (a JSON body), so they apply to any client, dask
     worker processes included.
 :class:`HttpServer`
@@ -21,6 +22,7 @@ import email.utils
 import http.server
 import json
 import os
+import random
 import re
 import select
 import socket
@@ -46,9 +48,10 @@ class _Faults:
         self.lock = threading.Lock()
         self.settings: dict[str, Any] = {}
         self.counts = {"requests": 0, "bytes": 0, "faults": 0}
+        self.random = random.Random(0)
 
     def take(self, path: str, method: str) -> str | None:
-        """The fault for this request (``'500'``, ``'drop'``, ``'cut'``, ``'slow'``) or None."""
+        """The fault for this request (``'500'``, ``'drop'``, ``'cut'``, ``'slow'``, ``'flip'``) or None."""
         with self.lock:
             self.counts["requests"] += 1
             s = self.settings
@@ -56,13 +59,16 @@ class _Faults:
                 return None
             if s.get("methods") and method not in s["methods"]:
                 return None
-            for kind in ("500", "drop", "cut", "slow"):
+            for kind in ("500", "drop", "cut", "slow", "flip"):
                 left = s.get(kind, 0)
                 if left:
                     if left > 0:
                         s[kind] = left - 1
                     self.counts["faults"] += 1
                     return kind
+            if s.get("rate") and self.random.random() < float(s["rate"]):
+                self.counts["faults"] += 1
+                return str(self.random.choice(s.get("kinds") or ["500", "drop", "cut"]))
         return None
 
 
@@ -77,6 +83,9 @@ def _fault_app(app: Any, faults: _Faults) -> Any:
             with faults.lock:
                 if environ["REQUEST_METHOD"] == "POST":
                     faults.settings = json.loads(body or b"{}")
+                    faults.random = random.Random(faults.settings.get("seed", 0))
+                    if faults.settings.pop("reset_counts", False):
+                        faults.counts = {"requests": 0, "bytes": 0, "faults": 0}
                 answer = json.dumps({"settings": faults.settings, "counts": faults.counts}).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
             return [answer]
@@ -101,6 +110,8 @@ def _fault_app(app: Any, faults: _Faults) -> Any:
         chunks = app(environ, start_response)
         if fault == "cut":
             return _cut(chunks, environ.get("werkzeug.socket"))
+        if fault == "flip":
+            return _flip(chunks)
         return _counted(chunks, faults)
 
     return wrapped
@@ -119,6 +130,14 @@ def _cut(chunks: Iterable[bytes], sock: Any) -> Iterable[bytes]:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+
+
+def _flip(chunks: Iterable[bytes]) -> Iterable[bytes]:
+    """The body with one byte in its middle changed (a bad disk or proxy: the length is right)."""
+    body = bytearray(b"".join(chunks))
+    if body:
+        body[len(body) // 2] ^= 0x5A
+    yield bytes(body)
 
 
 def _serve_s3() -> None:  # pragma: no cover - runs in the child process
@@ -193,9 +212,11 @@ class S3Server:
         Parameters
         ----------
         settings
-            ``latency`` (seconds added to every request), ``500`` / ``drop`` / ``cut`` / ``slow``
-            (how many of the next requests get that fault; -1: all), ``slow_seconds``, ``match``
-            (only requests whose path contains it), ``methods`` (only these HTTP methods).
+            ``latency`` (seconds added to every request), ``500`` / ``drop`` / ``cut`` / ``slow`` /
+            ``flip`` (how many of the next requests get that fault; -1: all), ``rate`` (the
+            probability of a fault, drawn from ``kinds``, for every request; ``seed``),
+            ``slow_seconds``, ``match`` (only requests whose path contains it), ``methods`` (only
+            these HTTP methods), ``reset_counts`` (count requests from zero).
         """
         data = json.dumps(settings).encode() if settings else None
         request = urllib.request.Request(self.endpoint_url + _FAULTS_PATH, data=data,
@@ -204,8 +225,8 @@ class S3Server:
             return json.loads(answer.read())
 
     def clear_faults(self) -> None:
-        """No faults, no added latency."""
-        self.faults(latency=0.0)
+        """No faults, no added latency, counts from zero."""
+        self.faults(latency=0.0, reset_counts=True)
 
     def filesystem(self) -> Any:
         """An s3fs filesystem on this server (a fresh instance, not fsspec's cached one)."""
