@@ -61,8 +61,8 @@ DEFAULT_TIMEOUT = 30.0
 WHOLE_FILE_BYTES = 1024 * 1024
 #: concurrent requests of one batch (chunk indexes of a store opened without its cache)
 MAX_CONCURRENCY = 32
-#: whole files up to this size are kept once read (until forget())
-_SMALL_FILE_BYTES = 64 * 1024
+#: bytes of small files (up to WHOLE_FILE_BYTES each) kept once read whole (until forget())
+_SMALL_FILES_BYTES = 32 * 1024 * 1024
 #: bytes of prefetched files kept until read (a batch of chunk indexes)
 _PREFETCH_BYTES = 256 * 1024 * 1024
 #: requests RequestStats.log keeps
@@ -215,7 +215,8 @@ class FsspecStorage(Storage):
         self._listings: dict[str, dict[str, dict[str, Any]]] = {}
         self._tokens: dict[str, StatToken | None] = {}
         self._prefetched: dict[str, bytes] = {}
-        self._small: dict[str, bytes] = {}  # small files read whole (metadata.yaml: read by the factory and the store)
+        self._small: collections.OrderedDict[str, bytes] = collections.OrderedDict()  # see _keep
+        self._small_bytes = 0
 
     # ------------------------------------------------------------------ identity
 
@@ -474,6 +475,7 @@ class FsspecStorage(Storage):
             self._tokens.clear()
             self._prefetched.clear()
             self._small.clear()
+            self._small_bytes = 0
         self.blocks.clear()
         invalidate = getattr(self._fs, "invalidate_cache", None)
         if invalidate is not None:
@@ -491,11 +493,31 @@ class FsspecStorage(Storage):
             raise value
         return value
 
-    def read_bytes(self, path: str, start: int = 0, stop: int | None = None, limit: int | None = None) -> bytes:
+    def _whole(self, path: str) -> bytes | None:
+        """The whole file if it was fetched ahead or read whole before (None otherwise)."""
         with self._lock:
             data = self._prefetched.pop(path, None)
-            if data is None:
-                data = self._small.get(path)
+            if data is not None:
+                self._keep(path, data)
+                return data
+            data = self._small.get(path)
+            if data is not None:
+                self._small.move_to_end(path)
+            return data
+
+    def _keep(self, path: str, data: bytes) -> None:
+        """Keep a small file read whole (chunk indexes: read at open, again when their chunk is; metadata.yaml)."""
+        if len(data) > WHOLE_FILE_BYTES:
+            return
+        with self._lock:
+            self._small[path] = data
+            self._small_bytes += len(data)
+            while self._small_bytes > _SMALL_FILES_BYTES:
+                _, dropped = self._small.popitem(last=False)
+                self._small_bytes -= len(dropped)
+
+    def read_bytes(self, path: str, start: int = 0, stop: int | None = None, limit: int | None = None) -> bytes:
+        data = self._whole(path)
         if data is not None:
             if limit is not None and len(data) > limit:
                 raise OSError(errno.EFBIG, f"{self._name(path)} is {len(data)} bytes, more than the {limit} read "
@@ -512,13 +534,14 @@ class FsspecStorage(Storage):
         if stop is not None and start >= stop:
             return b""
         data = self._fetch(path, start, stop)
-        if not start and token is not None and stop == token.size and len(data) <= _SMALL_FILE_BYTES:
-            with self._lock:
-                if len(self._small) < 64:
-                    self._small[path] = data
+        if not start and token is not None and stop == token.size:
+            self._keep(path, data)
         return data
 
     def read_ranges(self, path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        data = self._whole(path)
+        if data is not None:
+            return [data[a:b] for a, b in ranges]
         return [self._one(v) for v in self._cat_many([(path, a, b) for a, b in ranges])]
 
     def prefetch(self, paths: Sequence[str]) -> None:
@@ -540,13 +563,15 @@ class FsspecStorage(Storage):
                 # other failures: the read itself retries and reports them
 
     def open_read(self, path: str) -> BinaryIO:  # a RangeFile is a binary file object
-        with self._lock:
-            data = self._prefetched.pop(path, None)
+        data = self._whole(path)
         if data is not None:
             return io.BytesIO(data)
         token = self.stat_token(path)
         if token is None:
             raise FileNotFoundError(errno.ENOENT, "no such file", self._name(path))
-        # small files (chunk indexes) in one request; video chunks by ranges, blocks shared by the lanes
+        if token.size <= WHOLE_FILE_BYTES:
+            # small files (chunk indexes, a small index cache) in one request, kept for the next reader
+            return io.BytesIO(self.read_bytes(path))
+        # video chunks, big index caches: by ranges, blocks shared by the decoder lanes
         return RangeFile(lambda a, b: self._fetch(path, a, b), token.size, self.blocks, path,  # type: ignore[return-value]
-                         self._name(path), whole=token.size <= WHOLE_FILE_BYTES)
+                         self._name(path))

@@ -110,6 +110,8 @@ class RangeFile(io.RawIOBase):
         self._pos = 0
         self._next = -1  # where the previous read ended (sequential reading continues there)
         self._readahead = cache.block_size
+        self._sequential = False
+        self._fetched = False  # a fetch was made since the last jump
 
     @property
     def size(self) -> int:
@@ -146,10 +148,10 @@ class RangeFile(io.RawIOBase):
         if stop <= start:
             return 0
         bs = self._cache.block_size
-        if start == self._next:
-            self._readahead = min(self._readahead * 2, MAX_READAHEAD)
-        else:
+        self._sequential = start == self._next
+        if not self._sequential:
             self._readahead = bs
+            self._fetched = False
         blocks = self._blocks(start // bs, (stop - 1) // bs)
         out = 0
         for first, data in blocks:
@@ -173,6 +175,11 @@ class RangeFile(io.RawIOBase):
             else:
                 found[b] = data
         if missing:
+            if self._sequential and self._fetched:
+                # reading on where the last fetch was used: twice as much as last time (per fetch, not per read:
+                # FFmpeg reads 32 KiB at a time, mostly from blocks already fetched)
+                self._readahead = min(self._readahead * 2, MAX_READAHEAD)
+            self._fetched = True
             fetch_from = 0 if self._whole else missing[0] * bs
             # one request from the first missing block to the last needed one, extended by the read-ahead
             fetch_to = min(max((missing[-1] + 1) * bs, fetch_from + self._readahead), self._size)
