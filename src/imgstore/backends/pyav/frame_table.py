@@ -37,7 +37,8 @@ import numpy as np
 from ...checksums import payload_digest
 from ...errors import ChunkReadError, IndexCorruptError
 
-__all__ = ["FRAME_TABLE_KEYS", "PACKET_DIGESTS", "build_frame_table", "check_table", "close_input", "open_input", "packet_digest_seed"]
+__all__ = ["FRAME_TABLE_KEYS", "PACKET_DIGESTS", "build_frame_table", "check_table", "close_input", "open_input",
+           "packet_digest_seed"]
 
 #: the frame-table key of each frame's packet checksum, as the demuxer returns the packet
 #: (see imgstore.backends.payload_checks)
