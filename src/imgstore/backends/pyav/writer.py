@@ -42,6 +42,8 @@ __all__ = ["SealedChunkError", "VideoChunkWriter"]
 _BUFFERING_MUXERS = frozenset({"matroska", "mp4"})
 #: encoded packets compared with each new one for the reorder depth (as the recovery does)
 _REORDER_WINDOW = 64
+#: errors of the file system, not of the encoder's settings
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES, errno.EPERM})
 
 _log = logging.getLogger(__name__)
 
@@ -220,6 +222,8 @@ class VideoChunkWriter:
             self._container.start_encoding()
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self._abort()
+            if _errno_of(exc, 0) in _WRITE_ERRNOS:  # writing the header failed (disk full...)
+                raise StoreWriteError(_errno_of(exc), f"cannot write video chunk header: {exc}", self._path) from exc
             raise UnsupportedFormatError(
                 f"cannot encode {spec.name} {self._pix_fmt} {self._coded_h}x{self._coded_w}: {exc}"
             ) from exc
