@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 import imgstore
-from imgstore.backends.disk_guard import RESERVE_FILENAME
 from imgstore import errors
+from imgstore.backends.disk_guard import RESERVE_FILENAME
 from imgstore.repair import repair
 from imgstore.testing.barcode import make_frame, read_barcode
 
