@@ -178,6 +178,15 @@ class Backend(ABC):
     def open_chunk_writer(self, chunk_n: int) -> ChunkWriter:
         """Prepare chunk ``chunk_n`` to receive frames."""
 
+    def finish_reserve_bytes(self, frame_bytes: int) -> int:
+        """Disk space kept free for finishing an open chunk beyond its index and extra data.
+
+        Writers holding frames in memory (a video encoder) need room to write them out when
+        the disk fills (see :mod:`imgstore.backends.disk_guard`); ``frame_bytes`` is the size
+        of one raw frame.
+        """
+        return 0
+
     @abstractmethod
     def remove_chunk_payload(self, chunk_n: int) -> None:
         """Delete the frame payload of chunk ``chunk_n`` (its index is removed by the caller)."""

@@ -34,6 +34,7 @@ from ..errors import ChunkReadError, IndexCorruptError, StoreWriteError
 from ..ondisk import StoreMetadata
 from ..storage import PARTIAL_SUFFIX
 from .contract import Backend
+from .disk_guard import RESERVE_FILENAME
 from .writing import remove_chunk_files
 
 __all__ = ["RecoveryLog", "finish_chunks", "has_unfinished_chunks"]
@@ -439,6 +440,10 @@ class _Finisher:
                 if entry.name.endswith(PARTIAL_SUFFIX) and entry.is_file:
                     # the temporary file of a write that never completed: never acknowledged
                     self.log.do(f"remove the unfinished temporary file {path}",
+                                functools.partial(storage.remove, path))
+                elif folder == basedir and entry.name == RESERVE_FILENAME and entry.is_file:
+                    # space a writer kept for finishing its chunk (it did not close): no data
+                    self.log.do(f"remove the disk space reserve {path} of a writer that did not close",
                                 functools.partial(storage.remove, path))
                 else:
                     suffix = next((s for s in _STRAY_SUFFIXES if entry.name.endswith(s)), None)

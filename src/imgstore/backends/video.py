@@ -40,6 +40,9 @@ _MAX_OPEN_READERS = 6
 #: wall-clock seconds after which a frame add_image took is in its video file, safe from a
 #: SIGKILL (the guarantee is 1 s: the rest is for the drain; docs/reliability.md)
 MAX_LATENCY_S = 0.5
+#: disk space kept for finishing a video chunk when the disk fills (docs/reliability.md)
+_RESERVE_MIN_BYTES = 4 << 20
+_RESERVE_MAX_BYTES = 64 << 20
 
 
 #: frame rates a chunk can be encoded at (frames/s): 0.001 is one frame in 17 minutes
@@ -241,6 +244,11 @@ class VideoBackend(Backend):
                                           color=self._color, max_latency=MAX_LATENCY_S,
                                           frame_interval=self.recent_frame_interval(), **options)
         return _VideoChunkWriter(self, writer)
+
+    def finish_reserve_bytes(self, frame_bytes: int) -> int:
+        # the encoder's delay (<= 16 frames for x264/x265 defaults), the muxer's cluster or
+        # fragment and the trailer; compressed frames are smaller than raw ones
+        return min(_RESERVE_MAX_BYTES, max(_RESERVE_MIN_BYTES, 16 * int(frame_bytes)))
 
     def recent_frame_interval(self) -> float | None:
         """Wall-clock seconds between the latest frames (a high percentile, and the time since
