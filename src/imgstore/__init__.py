@@ -39,6 +39,7 @@ __all__ = [
     "new_for_format",
     "open_store",
     "repair",
+    "sync",
     "test",
 ]
 
@@ -54,6 +55,8 @@ def __getattr__(name: str):
     # the video backend imports PyAV: only pay for it when it is used
     if name == "VideoImgStore":
         return importlib.import_module(".backends.video", __name__).VideoImgStore
+    if name == "sync":
+        return importlib.import_module(".remote_sync", __name__).sync
     if name in ("main_test", "test"):
         return importlib.import_module(".apps", __name__).main_test
     if name in _LAZY_MODULES:

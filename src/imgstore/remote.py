@@ -47,7 +47,7 @@ from .errors import MissingDependencyError, StoreNotFoundError, StoreReadError
 from .remote_io import BlockCache, RangeFile
 from .storage import DirEntry, StatToken, Storage
 
-__all__ = ["DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "FsspecStorage", "is_url", "scrub"]
+__all__ = ["DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "FsspecStorage", "filesystem", "is_url", "scrub"]
 
 log = logging.getLogger("imgstore.remote")
 
@@ -110,6 +110,32 @@ def _with_defaults(protocol: str, options: Mapping[str, Any], timeout: float) ->
         client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout))
         out["client_kwargs"] = client
     return out
+
+
+def filesystem(url: str, storage_options: Mapping[str, Any] | None = None,
+               timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, str]:
+    """``(fsspec file system, path)`` of ``url``, one attempt per request (the caller retries).
+
+    Raises
+    ------
+    MissingDependencyError
+        fsspec, or the implementation of the URL's protocol (s3fs...), is not installed.
+    StoreNotFoundError
+        The protocol is unknown or the URL malformed.
+    """
+    fsspec = _import_fsspec()
+    protocol = url.split("::")[-1].split("://")[0] if "://" in url else "file"
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **_with_defaults(protocol, dict(storage_options or {}), timeout))
+    except ImportError as exc:
+        raise MissingDependencyError(f"cannot open {scrub(url)}: {exc}; install the fsspec implementation "
+                                     f"of {protocol!r} (pip install 'imgstore[remote]')") from exc
+    except ValueError as exc:  # an unknown protocol, a malformed URL
+        raise StoreNotFoundError(errno.EINVAL, f"cannot open {scrub(url)}: {scrub(str(exc))}",
+                                 scrub(url)) from None
+    if protocol in ("s3", "s3a") and isinstance(getattr(fs, "retries", None), int):
+        fs.retries = 1  # s3fs's own retry loop (5 attempts, up to 15 s apart): imgstore's retries instead
+    return fs, root
 
 
 def _mtime_ns(info: Mapping[str, Any]) -> int:
@@ -189,24 +215,13 @@ class FsspecStorage(Storage):
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, *,
                  retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT,
                  cache_bytes: int | None = None) -> None:
-        fsspec = _import_fsspec()
         self.url = url.rstrip("/") if not url.endswith("://") else url
         self.storage_options = dict(storage_options or {})
         self.retries = int(retries)
         self.timeout = float(timeout)
         self._cache_bytes = cache_bytes
         protocol = url.split("::")[-1].split("://")[0] if "://" in url else "file"
-        try:
-            self._fs, root = fsspec.core.url_to_fs(self.url, **_with_defaults(protocol, self.storage_options,
-                                                                                self.timeout))
-        except ImportError as exc:
-            raise MissingDependencyError(f"cannot open {scrub(url)}: {exc}; install the fsspec implementation "
-                                         f"of {protocol!r} (pip install 'imgstore[remote]')") from exc
-        except ValueError as exc:  # an unknown protocol, a malformed URL
-            raise StoreNotFoundError(errno.EINVAL, f"cannot open {scrub(url)}: {scrub(str(exc))}",
-                                     scrub(url)) from None
-        if protocol in ("s3", "s3a") and isinstance(getattr(self._fs, "retries", None), int):
-            self._fs.retries = 1  # s3fs's own retry loop (5 attempts, up to 15 s apart): imgstore's retries instead
+        self._fs, root = filesystem(self.url, self.storage_options, self.timeout)
         self._root = root.rstrip("/") if root not in ("/", "") else root
         self._http = protocol in ("http", "https")
         self.blocks = BlockCache(cache_bytes) if cache_bytes else BlockCache()

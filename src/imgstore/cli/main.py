@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("selftest", "check that this installation writes and reads every format"),
     "verify": ("verify", "read every frame and check it against the index (damaged chunks)"),
     "repair": ("repair", "repair a store whose writer crashed"),
+    "sync": ("sync", "copy a store to object storage (s3://...), also while it is recorded"),
 }
 
 PROG = "imgstore"
