@@ -69,12 +69,17 @@ def _require_dask_array():
 
 @dataclasses.dataclass(frozen=True)
 class StoreRef:
-    """How a worker finds (and recognises) a store: its folder, uuid and read options."""
+    """How a worker finds (and recognises) a store: its folder (or URL), uuid and read options.
+
+    A store on object storage also carries its storage (which pickles as its URL and
+    ``storage_options``): each worker opens the store from the URL itself.
+    """
 
     basedir: str
     uuid: str | None
     decoding: bool = True
     strict: bool = False
+    storage: Any = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def of(cls, store: ImgStore) -> StoreRef:
@@ -84,6 +89,9 @@ class StoreRef:
                             f"reading can be read in parallel")
         # the store's own pickled state says how it was opened (decoding disabled or not...)
         state = store.__getstate__()
+        storage = state.get("storage")
+        if getattr(storage, "is_remote", False):
+            return cls(state["basedir"], store.uuid, bool(state["decoding"]), bool(state["strict"]), storage)
         return cls(os.path.abspath(state["basedir"]), store.uuid, bool(state["decoding"]), bool(state["strict"]))
 
 
@@ -120,7 +128,9 @@ def open_cached(ref: StoreRef, refresh: bool = False) -> ImgStore:
         _close_unless_lent(store)
         store = None
     if store is None:
-        store = new_for_filename(ref.basedir, strict=ref.strict)
+        remote = {} if ref.storage is None else {"storage_options": ref.storage.storage_options,
+                                                  "retries": ref.storage.retries, "timeout": ref.storage.timeout}
+        store = new_for_filename(ref.basedir, strict=ref.strict, **remote)
         if not ref.decoding:
             store.disable_decoding()
         if store.uuid != ref.uuid:
