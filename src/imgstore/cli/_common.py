@@ -28,11 +28,13 @@ __all__ = [
     "ArgumentParser",
     "CLIError",
     "UsageError",
+    "add_storage_options",
     "available_formats",
     "check_format",
     "default_format",
     "format_duration",
     "format_local",
+    "open_for_reading",
     "parse_metadata",
     "parse_size",
     "parse_time",
@@ -42,6 +44,7 @@ __all__ = [
     "recording_timezone",
     "resolve_format",
     "run_command",
+    "storage_option",
     "to_json",
     "to_uint8",
     "writing_options",
@@ -436,3 +439,34 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     arr = np.nan_to_num(img.astype(np.float64))
     scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
     return np.clip(arr * scale, 0, 255).round().astype(np.uint8)
+
+
+def storage_option(text: str) -> tuple[str, Any]:
+    """``key=value`` of ``-o/--storage-option`` (the value parsed as JSON when it is JSON: numbers, true, {...})."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, not {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def add_storage_options(parser: argparse.ArgumentParser) -> None:
+    """``-o/--storage-option KEY=VALUE`` (repeatable): fsspec options for stores given as URLs."""
+    parser.add_argument("-o", "--storage-option", type=storage_option, action="append", default=[],
+                        metavar="KEY=VALUE", help="for stores given as URLs (s3://, gs://, https://...): an fsspec "
+                                                  "storage option, e.g. endpoint_url=http://127.0.0.1:9000 "
+                                                  "(repeatable; credentials: the usual fsspec/s3fs configuration)")
+
+
+def open_for_reading(path: str, args: argparse.Namespace, **kwargs: Any):
+    """``imgstore.new_for_filename(path)``, with ``--storage-option`` for URLs."""
+    import imgstore
+
+    from ..remote import is_url
+
+    options = dict(getattr(args, "storage_option", None) or [])
+    if options and is_url(path):
+        kwargs["storage_options"] = options
+    return imgstore.new_for_filename(path, **kwargs)

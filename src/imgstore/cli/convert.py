@@ -29,8 +29,10 @@ from ._common import (
     ArgumentParser,
     CLIError,
     UsageError,
+    add_storage_options,
     check_format,
     describe_error,
+    open_for_reading,
     positive_float,
     positive_int,
     resolve_format,
@@ -89,7 +91,7 @@ def extra_records(store) -> list[dict[str, Any]]:
     if all(p.endswith((ondisk.EXTRA_JSON_SUFFIX, ondisk.EXTRA_JOURNAL_SUFFIX)) for p in paths):
         records: list[dict[str, Any]] = []
         for path in paths:
-            records.extend(ondisk.read_extra_json(path))
+            records.extend(ondisk.read_extra_json(path, storage=store.storage))
         return records
     df = store.get_extra_data()
     if df is None:
@@ -431,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "times, metadata and extra data), and/or export it as one "
                                               "ordinary H.264 video with a CSV of frame numbers and times.",
                        epilog=EPILOG)
-    p.add_argument("src", help="the store to convert")
+    p.add_argument("src", help="the store to convert (a folder, or a URL: s3://bucket/store, https://...)")
+    add_storage_options(p)
     p.add_argument("dest", nargs="?", help="folder of the new store (needs --format)")
     p.add_argument("--format", metavar="FMT", help="format of the new store, e.g. ffv1/mkv, h264/mkv, png, npy")
     p.add_argument("--chunksize", type=positive_int, metavar="N",
@@ -485,7 +488,7 @@ def run(args: argparse.Namespace) -> int:
         if os.path.exists(args.to_video) and not args.overwrite:
             raise CLIError(f"{args.to_video} exists (use --overwrite to replace it)")
     stop = StopFlag()
-    with imgstore.new_for_filename(args.src) as src:
+    with open_for_reading(args.src, args) as src:
         if len(src) == 0:
             raise CLIError(f"{args.src} has no frames")
         # Ctrl-C must not land inside the encoder: it is noted, and the loop stops between frames
@@ -521,7 +524,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_to_nwb(args: argparse.Namespace) -> int:
     """``--to-nwb``: the store as an NWB ImageSeries (see :mod:`imgstore.integrations.nwb`)."""
-    import imgstore
 
     if args.dest is not None or args.to_video is not None or args.format is not None or args.resume:
         raise UsageError("--to-nwb writes only the NWB file: give no DEST, --format, --to-video or --resume")
@@ -529,7 +531,7 @@ def _run_to_nwb(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.to_nwb} exists (use --overwrite to replace it)")
     from ..integrations.nwb import store_to_nwb
 
-    with imgstore.new_for_filename(args.src) as src:
+    with open_for_reading(args.src, args) as src:
         if len(src) == 0:
             raise CLIError(f"{args.src} has no frames")
         store_to_nwb(src, args.to_nwb, embed=True if args.embed_frames else None, overwrite=args.overwrite)

@@ -16,8 +16,10 @@ import numpy as np
 from ._common import (
     ArgumentParser,
     UsageError,
+    add_storage_options,
     format_duration,
     format_local,
+    open_for_reading,
     recording_timezone,
     run_command,
     to_json,
@@ -382,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog=PROG, description="Summarise a store: format, frames, times in the store's "
                                               "time zone, dropped frames, metadata and extra data.",
                        epilog=EPILOG)
-    p.add_argument("store", help="the store's folder or its metadata.yaml")
+    p.add_argument("store", help="the store's folder or its metadata.yaml, or a URL (s3://bucket/store)")
+    add_storage_options(p)
     p.add_argument("--json", action="store_true", help="print everything as JSON (for scripts)")
     p.add_argument("--plot", metavar="FILE.png", help="draw the frame interval over time, drops marked "
                                                       "(needs matplotlib)")
@@ -391,11 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Body of the command."""
-    import imgstore
 
     if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf", ".jpg", ".jpeg")):
         raise UsageError(f"--plot {args.plot!r}: give a file name ending in .png (or .svg, .pdf)")
-    with imgstore.new_for_filename(args.store) as store:
+    with open_for_reading(args.store, args) as store:
         info = summarize(store)
         if args.plot:
             plot_intervals(store, args.plot, info)

@@ -8,13 +8,11 @@ upload kept failing (rerun to finish), 2 for bad arguments, 130 when interrupted
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
 
-from ._common import EXIT_OK, ArgumentParser, UsageError, positive_float, run_command
+from ._common import EXIT_OK, ArgumentParser, UsageError, add_storage_options, positive_float, run_command
 
 __all__ = ["build_parser", "main"]
 
@@ -32,17 +30,6 @@ same command to finish it (files already there are checked and skipped).
 """
 
 
-def _option(text: str) -> tuple[str, Any]:
-    """``key=value`` of ``--storage-option`` (the value parsed as JSON when it is JSON: numbers, true...)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected key=value, not {text!r}")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
     p = ArgumentParser(prog=PROG, description="Copy a store to object storage (any fsspec URL: s3://, gs://, "
@@ -54,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep uploading chunks as the writer closes them; stop once the writer is gone")
     p.add_argument("--interval", type=positive_float, default=2.0, metavar="S",
                    help="seconds between passes with --follow (default: 2)")
-    p.add_argument("-o", "--storage-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="an fsspec storage option (repeatable), e.g. endpoint_url=http://127.0.0.1:9000")
+    add_storage_options(p)
     p.add_argument("--no-verify", action="store_true", help="do not check each upload's size and MD5")
     p.add_argument("-v", "--verbose", action="store_true", help="print each uploaded file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -43,7 +43,7 @@ import threading
 import webbrowser
 from collections.abc import Sequence
 
-from ._common import ArgumentParser, port_number, positive_float, run_command
+from ._common import ArgumentParser, add_storage_options, open_for_reading, port_number, positive_float, run_command
 from ._viewer_http import ViewerServer, make_server
 from ._viewer_session import Viewer, timeline_events
 
@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "stores side by side in step; follows a store being recorded. "
                                               "Serves on 127.0.0.1 only.",
                        epilog=EPILOG)
-    p.add_argument("store", nargs="+", help="the store's folder or its metadata.yaml; several: side by side")
+    p.add_argument("store", nargs="+", help="the store's folder or its metadata.yaml, or a URL (s3://bucket/store); "
+                                            "several: side by side")
+    add_storage_options(p)
     p.add_argument("--port", type=port_number, default=0, help="port to listen on (default: a free one)")
     p.add_argument("--no-browser", action="store_true", help="only print the URL; do not open a browser")
     p.add_argument("--fps", type=positive_float, help="playback rate at speed 1 (default: the store's, at most 60)")
@@ -93,7 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Body of the command."""
-    import imgstore
 
     with contextlib.ExitStack() as stack:
         library_log = logging.getLogger("imgstore")
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         # a store being recorded has an unfinished last chunk by design: opening it says so, needlessly
         library_log.setLevel(logging.ERROR)
         try:
-            stores = [stack.enter_context(imgstore.new_for_filename(path)) for path in args.store]
+            stores = [stack.enter_context(open_for_reading(path, args)) for path in args.store]
         finally:
             library_log.setLevel(level)
         server = make_server(stores, port=args.port, fps=args.fps, image_format="png" if args.png else "jpg",
