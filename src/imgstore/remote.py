@@ -28,7 +28,6 @@ on the remote (chained caches keep their copies locally, as fsspec does).
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
 import datetime
 import errno
@@ -455,6 +454,8 @@ class FsspecStorage(Storage):
 
                 if len(batch) == 1:
                     return [one(batch[0])]
+                import concurrent.futures  # not at import: it costs ~10 ms
+
                 with concurrent.futures.ThreadPoolExecutor(min(len(batch), MAX_CONCURRENCY)) as pool:
                     return list(pool.map(one, batch))
 
