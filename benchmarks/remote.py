@@ -148,11 +148,11 @@ def bench_week(where: str, options: dict | None, targets: list, n_lookups: int) 
         for index, number, ftime, _ in targets[:n_lookups]:
             t = time.perf_counter()
             if mode == "number":
-                img, (got, _) = store.get_image(number)
+                _, (got, _) = store.get_image(number)
             elif mode == "index":
-                img, (got, _) = store.get_image(None, frame_index=index)
+                _, (got, _) = store.get_image(None, frame_index=index)
             else:
-                img, (got, _) = store.get_nearest_image(ftime)
+                _, (got, _) = store.get_nearest_image(ftime)
             times.append(1000 * (time.perf_counter() - t))
             assert got == number
         res[f"lookup_{mode}_ms_median"] = statistics.median(times)

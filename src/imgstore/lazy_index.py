@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike
 from .checked_index import CheckedFrameIndex
 from .frame_index import FrameIndex, SortedView
 
-__all__ = ["PAGE_BYTES", "LazyCheckedFrameIndex", "RangeArray", "is_lazy", "remote_arrays"]
+__all__ = ["PAGE_BYTES", "LazyCheckedFrameIndex", "RangeArray", "is_lazy", "load_together", "remote_arrays"]
 
 #: bytes per page of a lazy array: 8192 frame numbers, about one 10 000-frame chunk
 PAGE_BYTES = 64 * 1024

@@ -34,7 +34,6 @@ import errno
 import io
 import logging
 import posixpath
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,8 +41,9 @@ from typing import Any, BinaryIO, TypeVar
 
 import xxhash
 
-from .errors import MissingDependencyError, StoreNotFoundError, StoreReadError
+from .errors import MissingDependencyError, StoreReadError
 from .remote_io import BlockCache, RangeFile
+from .remote_urls import DEFAULT_TIMEOUT, filesystem, is_url, scrub
 from .storage import DirEntry, StatToken, Storage
 
 __all__ = ["DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "FsspecStorage", "filesystem", "is_url", "scrub"]
@@ -54,8 +54,6 @@ log = logging.getLogger("imgstore.remote")
 DEFAULT_RETRIES = 3
 #: first pause between attempts (s); doubled each time: 0.2 + 0.4 + 0.8 s at most in all
 RETRY_BACKOFF = 0.2
-#: seconds a request may take (connecting, or waiting for data) before it counts as failed
-DEFAULT_TIMEOUT = 30.0
 #: files up to this size are read whole at their first read (a 10 000-frame chunk index is ~330 kB)
 WHOLE_FILE_BYTES = 1024 * 1024
 #: concurrent requests of one batch (chunk indexes of a store opened without its cache)
@@ -67,74 +65,7 @@ _PREFETCH_BYTES = 256 * 1024 * 1024
 #: requests RequestStats.log keeps
 _LOG_LENGTH = 10_000
 
-_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_USERINFO_RE = re.compile(r"(://)[^/@\s'\"]*@")
-_QUERY_RE = re.compile(r"\?[^\s'\"]*")
 T = TypeVar("T")
-
-
-def is_url(path: Any) -> bool:
-    """True for a URL fsspec opens (``s3://...``, ``simplecache::s3://...``), False for a local path."""
-    return isinstance(path, str) and ("::" in path or bool(_URL_RE.match(path)))
-
-
-def scrub(text: str) -> str:
-    """``text`` without the credentials a URL may carry (``user:password@``, signed query strings)."""
-    return _QUERY_RE.sub("", _USERINFO_RE.sub(r"\1", str(text)))
-
-
-def _import_fsspec():
-    try:
-        import fsspec
-        import fsspec.core
-    except ImportError as exc:
-        raise MissingDependencyError(f"reading stores from URLs needs fsspec ({exc}); install it with: "
-                                     f"pip install 'imgstore[remote]'") from exc
-    return fsspec
-
-
-def _with_defaults(protocol: str, options: Mapping[str, Any], timeout: float) -> dict[str, Any]:
-    """The caller's options over ours: one attempt per request (imgstore retries) and timeouts."""
-    out = dict(options)
-    if protocol in ("s3", "s3a"):
-        config = dict(out.get("config_kwargs") or {})
-        config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})  # one attempt: imgstore retries
-        config.setdefault("connect_timeout", timeout)
-        config.setdefault("read_timeout", timeout)
-        out["config_kwargs"] = config
-    elif protocol in ("http", "https"):
-        import aiohttp
-
-        client = dict(out.get("client_kwargs") or {})
-        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout))
-        out["client_kwargs"] = client
-    return out
-
-
-def filesystem(url: str, storage_options: Mapping[str, Any] | None = None,
-               timeout: float = DEFAULT_TIMEOUT) -> tuple[Any, str]:
-    """``(fsspec file system, path)`` of ``url``, one attempt per request (the caller retries).
-
-    Raises
-    ------
-    MissingDependencyError
-        fsspec, or the implementation of the URL's protocol (s3fs...), is not installed.
-    StoreNotFoundError
-        The protocol is unknown or the URL malformed.
-    """
-    fsspec = _import_fsspec()
-    protocol = url.split("::")[-1].split("://")[0] if "://" in url else "file"
-    try:
-        fs, root = fsspec.core.url_to_fs(url, **_with_defaults(protocol, dict(storage_options or {}), timeout))
-    except ImportError as exc:
-        raise MissingDependencyError(f"cannot open {scrub(url)}: {exc}; install the fsspec implementation "
-                                     f"of {protocol!r} (pip install 'imgstore[remote]')") from exc
-    except ValueError as exc:  # an unknown protocol, a malformed URL
-        raise StoreNotFoundError(errno.EINVAL, f"cannot open {scrub(url)}: {scrub(str(exc))}",
-                                 scrub(url)) from None
-    if protocol in ("s3", "s3a") and isinstance(getattr(fs, "retries", None), int):
-        fs.retries = 1  # s3fs's own retry loop (5 attempts, up to 15 s apart): imgstore's retries instead
-    return fs, root
 
 
 def _mtime_ns(info: Mapping[str, Any]) -> int:
@@ -471,6 +402,12 @@ class FsspecStorage(Storage):
                     self._tokens[p] = token
         return [self._from_listing(p)[1] for p in paths]
 
+    def exists(self, path: str) -> bool:
+        with self._lock:
+            if path in self._prefetched or path in self._small:
+                return True  # fetched: no need to ask
+        return self.stat_token(path) is not None
+
     def is_dir(self, path: str) -> bool:
         with self._lock:
             parent = self._listings.get(self.dirname(path))
@@ -539,7 +476,20 @@ class FsspecStorage(Storage):
                 raise OSError(errno.EFBIG, f"{self._name(path)} is {len(data)} bytes, more than the {limit} read "
                                            f"here", self._name(path))
             return data[start:stop]
-        token = self.stat_token(path) if (limit is not None or stop is None or start) else None
+        known, token = self._from_listing(path)
+        if not known and not start and stop is None:
+            # a whole file whose size no listing gave (a frame file in a chunk folder): one GET, no HEAD first
+            try:
+                data = self._fetch(path, None, None)
+            except FileNotFoundError:
+                raise FileNotFoundError(errno.ENOENT, "no such file", self._name(path)) from None
+            if limit is not None and len(data) > limit:
+                raise OSError(errno.EFBIG, f"{self._name(path)} is {len(data)} bytes, more than the {limit} read "
+                                           f"here", self._name(path))
+            self._keep(path, data)
+            return data
+        if not known and (limit is not None or stop is None or start):
+            token = self.stat_token(path)
         if (limit is not None or stop is None or start) and token is None:
             raise FileNotFoundError(errno.ENOENT, "no such file", self._name(path))
         if token is not None:

@@ -42,6 +42,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ from ..checked_index import CheckedFrameIndex
 from ..checksums import frames_digest
 from ..errors import ChunkReadError, ImgStoreWarning, IndexCorruptError
 from ..frame_index import FrameIndex, SortedView
-from ..lazy_index import LazyCheckedFrameIndex, is_lazy
+from ..lazy_index import LazyCheckedFrameIndex, is_lazy, load_together
 from ..ondisk import FRAME_MD
 from ..storage import Storage
 from .contract import Backend
@@ -439,6 +440,12 @@ class ChunkScanner:
                 verify.update(int(p) for p in racy)
 
         self._prefetch([listing[p] for p in sorted(verify)])
+        if verify and previous is not None and is_lazy(previous.frame_number):
+            # a remote cache: the spot-checked chunks' frames of both arrays in one batch of requests
+            spans = [(int(previous.start[r]), int(previous.start[r]) + int(previous.length[r]))
+                     for r in (int(rows[p]) for p in verify)]
+            arrays: tuple[Any, ...] = (previous.frame_number, previous.frame_time)
+            load_together([(arr, a, b) for a, b in spans for arr in arrays])
         for pos in sorted(verify):
             assert previous is not None
             row = int(rows[pos])
