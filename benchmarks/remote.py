@@ -124,6 +124,7 @@ def bench_vga(where: str, options: dict | None, spans: dict, n_random: int, n_se
     store = open_store(where, options)
     t = time.perf_counter()
     store.get_image(None, frame_index=0)
+    n_seq = min(n_seq, n)
     for _ in range(n_seq - 1):
         store.get_next_image()
     res["sequential_fps"] = n_seq / (time.perf_counter() - t)
@@ -168,10 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
     week_frames = 2_160_000 if args.quick else 18_144_000
-    vga = os.path.join(args.work, "vga")
+    n_vga = 600 if args.quick else 1800
+    vga = os.path.join(args.work, f"vga{n_vga}")
     week = os.path.join(args.work, f"week{week_frames}")
     log("building the 640x480 H.264 store")
-    make_vga_store(vga, n=600 if args.quick else 1800, chunksize=900)
+    make_vga_store(vga, n=n_vga, chunksize=900)
     spans = keyframe_spans(vga)
     log(f"building the {week_frames}-frame index store")
     built = layout.make_index_store(week, week_frames, chunksize=10000, images_per_chunk=2)
