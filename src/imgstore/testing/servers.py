@@ -268,6 +268,10 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
     def send_head(self):
+        latency = float(getattr(self.server, "latency", 0.0))
+        if latency:
+            time.sleep(latency)  # the network's round trip, added to every request
+        self.server.requests += 1  # type: ignore[attr-defined]
         path = self.translate_path(self.path)
         if os.path.isdir(path) or not os.path.isfile(path):
             return super().send_head()
@@ -315,10 +319,14 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class HttpServer:
-    """A threaded HTTP server of folder ``root`` on 127.0.0.1 (see the module documentation)."""
+    """A threaded HTTP server of folder ``root`` on 127.0.0.1 (see the module documentation).
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``latency`` seconds are added to every request (settable while it runs); ``requests`` counts them.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], latency: float = 0.0) -> None:
         self.root = os.fspath(root)
+        self._latency = float(latency)
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -336,6 +344,8 @@ class HttpServer:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        self._server.latency = self._latency  # type: ignore[attr-defined]
+        self._server.requests = 0  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + _READY_TIMEOUT
@@ -347,6 +357,21 @@ class HttpServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)  # polling for readiness, bounded by the deadline
+
+    @property
+    def latency(self) -> float:
+        return self._latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self._latency = float(seconds)
+        if self._server is not None:
+            self._server.latency = self._latency  # type: ignore[attr-defined]
+
+    @property
+    def requests(self) -> int:
+        """Requests answered so far."""
+        return int(getattr(self._server, "requests", 0))
 
     def stop(self) -> None:
         if self._server is not None:
