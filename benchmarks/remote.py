@@ -144,9 +144,11 @@ def bench_week(where: str, options: dict | None, targets: list, n_lookups: int) 
         res["open_requests"] = stats.requests
         res["open_kib"] = stats.bytes / 1024
     res["frames"] = store.frame_count
-    for mode in ("number", "index", "time"):
+    store.close()
+    for k, mode in enumerate(("number", "index", "time")):
+        store = open_store(where, options)  # each mode from a fresh store, on other frames: nothing cached
         times = []
-        for index, number, ftime, _ in targets[:n_lookups]:
+        for index, number, ftime, _ in targets[k * n_lookups:(k + 1) * n_lookups]:
             t = time.perf_counter()
             if mode == "number":
                 _, (got, _) = store.get_image(number)
@@ -157,7 +159,7 @@ def bench_week(where: str, options: dict | None, targets: list, n_lookups: int) 
             times.append(1000 * (time.perf_counter() - t))
             assert got == number
         res[f"lookup_{mode}_ms_median"] = statistics.median(times)
-    store.close()
+        store.close()
     return res
 
 

@@ -72,8 +72,69 @@ class _Faults:
         return None
 
 
+class _RangeCache:
+    """Range requests answered from a copy of the object (moto reads a whole object for every range).
+
+    moto answers a 64 KiB range of a 277 MiB object in ~160 ms against ~4 ms for a 1 MB one; S3
+    and MinIO answer ranges in constant time. So the first range request of an object fetches it
+    whole from moto (without the Range header) and keeps it; later ranges are cut from the copy,
+    with moto's headers. Every PUT, POST or DELETE under a path forgets the copies there.
+    """
+
+    LIMIT = 2 << 30  # bytes of copies kept
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.objects: dict[str, tuple[list[tuple[str, str]], bytes]] = {}
+        self.held = 0
+
+    def forget(self, path: str) -> None:
+        with self.lock:
+            for p in [p for p in self.objects if p == path or p.startswith(path.rstrip("/") + "/")]:
+                self.held -= len(self.objects.pop(p)[1])
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ["REQUEST_METHOD"]
+        if method in ("PUT", "POST", "DELETE"):
+            self.forget(path)
+        match = re.match(r"bytes=(\d+)-(\d+)$", environ.get("HTTP_RANGE", ""))
+        if method != "GET" or match is None or environ.get("QUERY_STRING") or path.count("/") < 2:
+            return self.app(environ, start_response)
+        with self.lock:
+            cached = self.objects.get(path)
+        if cached is None:
+            whole = dict(environ)
+            del whole["HTTP_RANGE"]
+            got: dict[str, Any] = {}
+
+            def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                got["status"], got["headers"] = status, headers
+                return lambda data: None
+
+            body = b"".join(self.app(whole, keep))
+            if not str(got.get("status", "")).startswith("200"):
+                return self.app(environ, start_response)  # an error: moto answers the request itself
+            cached = (list(got["headers"]), body)
+            with self.lock:
+                if self.held + len(body) <= self.LIMIT:
+                    self.objects[path] = cached
+                    self.held += len(body)
+        headers, body = cached
+        start, stop = int(match.group(1)), min(int(match.group(2)) + 1, len(body))
+        if start >= len(body):
+            return self.app(environ, start_response)
+        whole_object = start == 0 and stop == len(body)
+        out = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-range")
+               and (whole_object or not k.lower().startswith("x-amz-checksum"))]
+        out += [("Content-Length", str(stop - start)), ("Content-Range", f"bytes {start}-{stop - 1}/{len(body)}")]
+        start_response("206 Partial Content", out)
+        return [body[start:stop]]
+
+
 def _fault_app(app: Any, faults: _Faults) -> Any:
-    """``app`` with latency and faults (see the module documentation)."""
+    """``app`` with latency and faults (see the module documentation), ranges cut from copies (:class:`_RangeCache`)."""
+    app = _RangeCache(app)
 
     def wrapped(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
