@@ -147,11 +147,18 @@ def test_read_only_and_bad_urls(s3, tmp_path):
 
 def test_credentials_never_in_messages(tmp_path):
     with HttpServer(tmp_path) as http:
-        url = http.url.replace("http://", "http://alice:s3cret@") + "/missing?X-Amz-Signature=topsecret"
-        with pytest.raises(errors.StoreNotFoundError) as info:
-            imgstore.new_for_filename(url)
-    assert "s3cret" not in str(info.value) and "topsecret" not in str(info.value)
-    assert "127.0.0.1" in str(info.value)
+        for url in (http.url.replace("http://", "http://alice:s3cret@") + "/store",
+                    http.url + "/store?X-Amz-Signature=topsecret"):
+            with pytest.raises(errors.InvalidOptionError, match="not in the URL") as info:
+                imgstore.new_for_filename(url)
+            assert "s3cret" not in str(info.value) and "topsecret" not in str(info.value)
+            assert "127.0.0.1" in str(info.value)
+
+
+def test_remote_messages_name_the_url_without_credentials():
+    from imgstore.remote import scrub
+
+    assert scrub("cannot read http://bob:pw@host/x?sig=1 now") == "cannot read http://host/x now"
 
 
 def test_refresh_sees_chunks_uploaded_later(s3, tmp_path):

@@ -177,3 +177,25 @@ def test_cli(s3, tmp_path, capsys):
     assert sync_main([src, str(tmp_path / "not-a-url"), "-q"]) == 2
     assert sync_main([str(tmp_path / "nothing"), url, "-q", *opts]) == 1
     assert "nothing" in capsys.readouterr().err
+
+
+def test_a_changed_chunk_replaces_the_remote_one_with_the_cache_removed_first(s3, tmp_path):
+    """The local store changed under a synced copy (a repair rewrote a chunk index)."""
+    import numpy as np
+
+    src = str(tmp_path / "s")
+    write_store(src, n=30, chunksize=10)
+    url = f"s3://{s3.bucket}/changed"
+    imgstore.sync(src, url, storage_options=s3.storage_options)
+    index = os.path.join(src, "000001.npz")
+    with np.load(index) as npz:
+        arrays = dict(npz)
+    np.savez_compressed(index, **arrays)  # the same arrays, other bytes
+    order = []
+    s3.faults(reset_counts=True)  # count this run's requests only
+
+    report = imgstore.sync(src, url, storage_options=s3.storage_options, progress=lambda n, _: order.append(n))
+    assert report.removed_cache and order == ["000001.npz", ".imgstore-index.cache"]
+    with imgstore.new_for_filename(src) as local, \
+            imgstore.new_for_filename(url, storage_options=s3.storage_options) as remote:
+        same_frames(remote, local, lossless=False)

@@ -87,6 +87,10 @@ def _open_url(url: str, mode: str, storage_options: dict[str, Any] | None, kwarg
         raise ModeError(f"stores at URLs are read-only: mode {mode!r} is not possible for {scrub(url)}")
     if kwargs.pop("basedir", None) is not None:
         raise InvalidOptionError(f"basedir= cannot be combined with a URL ({scrub(url)})")
+    if scrub(url) != url:
+        # a URL travels into messages, reprs and pickles: credentials go where fsspec keeps them
+        raise InvalidOptionError(f"{scrub(url)}: give credentials in storage_options= or the usual fsspec/s3fs "
+                                 f"configuration, not in the URL (user:password@ or a query string)")
     url = url.rstrip("/")
     if url.rsplit("/", 1)[-1] == STORE_MD_FILENAME:
         url = url.rsplit("/", 1)[0]

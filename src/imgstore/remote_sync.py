@@ -7,7 +7,9 @@ Order of the uploads (each file is one PUT: object stores show a file whole or n
     000000.npz                       files), its extra data, then its index; readers of the remote
     000001.mkv ...                   copy see a chunk only once its index is there
     .index.sqlite, other files
-    .imgstore-index.cache         last, and only when every chunk it may describe is uploaded
+    .imgstore-index.cache         last, only when every chunk it may describe is uploaded, and
+                                  only when it is fresh (rewritten first if a chunk file is newer;
+                                  never while a writer is live: it writes one when it closes)
 
 A chunk is *complete* once its writer wrote its index; the chunk being recorded (no index yet),
 journals, the writer's lock and reserve, temporary files and ``damaged/`` are never uploaded.
@@ -212,10 +214,34 @@ class _Remote:
             self.fs.rm_file(self.path(rel))
 
 
+def _cache_ready(src: str, plan: _Plan, writer_alive: bool) -> bool:
+    """True when the local index cache may go up: it describes the chunks as they are now.
+
+    A writer writes the cache when it closes, after every chunk index. A cache older than a chunk
+    file (the store was repaired, or appended to, since) is rewritten first, by opening the store
+    as a reader (:meth:`~imgstore.ImgStore.save_index_cache`); never while a writer is live
+    (it writes its own when it closes: the next pass uploads it).
+    """
+    if writer_alive or CACHE_FILENAME not in plan.files:
+        return False
+    cache = LOCAL.stat_token(LOCAL.join(src, CACHE_FILENAME))
+    tokens = [LOCAL.stat_token(LOCAL.join(src, rel)) for rel in plan.files if rel != CACHE_FILENAME]
+    newest = max((t.mtime_ns for t in tokens if t is not None), default=0)
+    if cache is not None and cache.mtime_ns >= newest:
+        return True
+    from .factory import new_for_filename
+
+    with new_for_filename(src) as store:
+        store.save_index_cache()
+    return True
+
+
 def _one_pass(src: str, remote: _Remote, verify: bool, report: SyncReport,
-              progress: Callable[[str, int], None] | None) -> None:
+              progress: Callable[[str, int], None] | None, writer_alive: bool) -> None:
     listing = remote.listing()
     plan = _plan(src)
+    if not _cache_ready(src, plan, writer_alive):
+        plan.files = [f for f in plan.files if f != CACHE_FILENAME]
     todo: list[str] = []
     replaced = False
     for rel in plan.files:
@@ -227,6 +253,8 @@ def _one_pass(src: str, remote: _Remote, verify: bool, report: SyncReport,
         todo.append(rel)
         if info is not None and rel != CACHE_FILENAME and rel != STORE_MD_FILENAME:
             replaced = True
+    if replaced and CACHE_FILENAME in listing and CACHE_FILENAME in plan.files and CACHE_FILENAME not in todo:
+        todo.append(CACHE_FILENAME)  # removed below: it goes up again after the replaced files
     if replaced and CACHE_FILENAME in listing:
         # a chunk is replaced (the local store was repaired): no reader may trust the old cache meanwhile
         remote.remove(CACHE_FILENAME)
@@ -292,8 +320,9 @@ def sync(src: str, url: str, *, storage_options: Mapping[str, Any] | None = None
     remote = _Remote(url, storage_options)
     report = SyncReport()
     while True:
-        writer_alive = follow and LOCAL.is_locked(src)
-        _one_pass(src, remote, verify, report, progress)
+        writer_alive = LOCAL.is_locked(src)
+        _one_pass(src, remote, verify, report, progress, writer_alive)
+        writer_alive = writer_alive and follow
         if after_pass is not None:
             after_pass(report)
         if not writer_alive or (stop is not None and stop.is_set()):
