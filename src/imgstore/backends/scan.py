@@ -28,9 +28,11 @@ are never part of a state: they are read every time.
 On remote storage (:attr:`~imgstore.storage.Storage.is_remote`: object storage, where every
 ``stat`` is a round trip) a chunk that a previous state holds keeps that state's key without a
 request: objects there are written whole, a chunk's index after its payload, and imgstore-sync
-removes the remote index cache before it replaces anything (:mod:`imgstore.sync`), so a
-listed chunk that a state describes is the chunk it describes. The spot checks above still
-apply. Other chunks' keys and indexes are fetched concurrently, and a chunk without an index
+removes the remote index cache before it replaces anything (:mod:`imgstore.remote_sync`), so a
+listed chunk that a state describes is the chunk it describes (and it uploads a cache only
+when it is fresh). The spot checks above still apply; racy entries are not re-read (a store
+made in a burst would cost a request per chunk at every open, and no reader can rewrite a
+remote cache). Other chunks' keys and indexes are fetched concurrently, and a chunk without an index
 is one still being uploaded: left out silently until its index arrives.
 """
 
