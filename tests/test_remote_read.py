@@ -198,3 +198,38 @@ def test_colour_frames_by_range(s3, tmp_path):
     with imgstore.new_for_filename(local_path) as local, \
             imgstore.new_for_filename(url, storage_options=s3.storage_options) as remote:
         same_frames(remote, local, lossless=True)
+
+
+def test_big_index_cache_read_by_pages(s3, tmp_path):
+    """A 300 000-frame store's cache (~5 MiB) stays remote: lookups fetch 64 KiB pages of it, exactly."""
+    from imgstore.testing.synthetic import make_synthetic_store
+
+    n = 300_000
+    numbers = np.arange(n, dtype=np.int64) * 3 + (np.arange(n) // 7000) * 11  # gapped, not a constant stride
+    times = T0 + np.arange(n) / 30 + (np.arange(n) // 50_000) * 5.0  # pauses
+    path = make_synthetic_store(str(tmp_path / "big"), n, chunksize=10_000, frame_numbers=numbers,
+                                frame_times=times)
+    with imgstore.new_for_filename(path) as local:
+        local.save_index_cache()
+    cache_bytes = os.path.getsize(os.path.join(path, ".imgstore-index.cache"))
+    url = upload(s3, path, "big")
+    with imgstore.new_for_filename(path) as local, \
+            imgstore.new_for_filename(url, storage_options=s3.storage_options) as remote:
+        opened = remote.storage.stats.bytes
+        firsts = list(range(0, n, 10_000))
+        for k, i in enumerate(np.random.default_rng(2).permutation(firsts)):
+            i = int(i)
+            if k == 5:
+                # five chunks touched: each chunk's rows of the cache (checked against its digest before use),
+                # its chunk index (the frame checksums) and a few pages of the sorted views
+                # (measured: ~530 KB per chunk, i.e. ~3.3x a chunk's 160 KB of frame numbers and times)
+                assert remote.storage.stats.bytes - opened < 5 * 4 * 10_000 * 16
+            for got in (remote.get_image(int(numbers[i])), remote.get_image(None, frame_index=i),
+                        remote.get_nearest_image(float(times[i]) + 0.001)):
+                np.testing.assert_array_equal(got[0], local.get_image(None, frame_index=i)[0])
+                assert got[1] == (int(numbers[i]), float(times[i]))
+        with pytest.raises(errors.FrameNotFoundError, match=str(int(numbers[5]) + 1)):
+            remote.get_image(int(numbers[5]) + 1)
+        assert remote.get_image(int(numbers[10_000]) - 1, exact_only=False)[1][0] == int(numbers[10_000])
+        assert opened < cache_bytes / 3, (opened, cache_bytes)
+        assert remote.get_frame_metadata() == local.get_frame_metadata()
