@@ -42,7 +42,7 @@ from typing import Any, BinaryIO, TypeVar
 import xxhash
 
 from .errors import MissingDependencyError, StoreReadError
-from .remote_io import BlockCache, RangeFile
+from .remote_io import BlockCache, RangeFile, cached_range
 from .remote_urls import DEFAULT_TIMEOUT, filesystem, is_url, scrub
 from .storage import DirEntry, StatToken, Storage
 
@@ -508,7 +508,13 @@ class FsspecStorage(Storage):
         data = self._whole(path)
         if data is not None:
             return [data[a:b] for a, b in ranges]
-        return [self._one(v) for v in self._cat_many([(path, a, b) for a, b in ranges])]
+        # ranges a RangeFile of this file already fetched (an index cache's chunk table, read with its header)
+        out: list[bytes | None] = [cached_range(self.blocks, path, a, b) if b > a else b"" for a, b in ranges]
+        todo = [i for i, v in enumerate(out) if v is None]
+        if todo:
+            for i, v in zip(todo, self._cat_many([(path, *ranges[i]) for i in todo]), strict=True):
+                out[i] = self._one(v)
+        return [v for v in out if v is not None]
 
     def prefetch(self, paths: Sequence[str]) -> None:
         with self._lock:

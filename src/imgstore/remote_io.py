@@ -20,7 +20,7 @@ import io
 import threading
 from collections.abc import Callable
 
-__all__ = ["BLOCK_SIZE", "CACHE_BYTES", "MAX_READAHEAD", "BlockCache", "RangeFile"]
+__all__ = ["BLOCK_SIZE", "CACHE_BYTES", "HEAD_BYTES", "MAX_READAHEAD", "BlockCache", "RangeFile", "cached_range"]
 
 #: bytes per cached block: the smallest range request. 64 KiB is 1-3 frames of a 640x480 H.264 chunk
 #: and FFmpeg's 32 KiB reads fit twice; smaller blocks only add requests (benchmarks/remote.py)
@@ -28,6 +28,9 @@ BLOCK_SIZE = 64 * 1024
 #: largest read-ahead of sequential reading: at 20 ms per request and ~100 MB/s that is ~60 %
 #: of the time moving bytes rather than waiting for the first one
 MAX_READAHEAD = 4 * 1024 * 1024
+#: the first request at the start of a file: a Matroska header and first cluster, an index cache's
+#: header and chunk table of up to ~3000 chunks (each needed two requests with 64 KiB)
+HEAD_BYTES = 256 * 1024
 #: bytes of blocks a store keeps (least recently used dropped first): a few GOPs of each open chunk
 CACHE_BYTES = 64 * 1024 * 1024
 
@@ -78,6 +81,21 @@ class BlockCache:
         with self._lock:
             self._blocks.clear()
             self._bytes = 0
+
+
+def cached_range(cache: BlockCache, key: str, start: int, stop: int) -> bytes | None:
+    """The bytes ``[start, stop)`` of file ``key`` if every block of them is cached (else None)."""
+    bs = cache.block_size
+    parts = []
+    for b in range(start // bs, (stop - 1) // bs + 1):
+        data = cache.get(key, b)
+        if data is None:
+            return None
+        parts.append(data)
+    joined = b"".join(parts)
+    offset = start - (start // bs) * bs
+    out = joined[offset:offset + stop - start]
+    return out if len(out) == stop - start else None
 
 
 class RangeFile(io.RawIOBase):
@@ -150,7 +168,9 @@ class RangeFile(io.RawIOBase):
         bs = self._cache.block_size
         self._sequential = start == self._next
         if not self._sequential:
-            self._readahead = bs
+            # a file's first bytes hold its header and what follows it (a container's header and first
+            # cluster, an index cache's header and chunk table): one request of HEAD_BYTES for them
+            self._readahead = max(bs, HEAD_BYTES) if start < HEAD_BYTES else bs
             self._fetched = False
         blocks = self._blocks(start // bs, (stop - 1) // bs)
         out = 0
