@@ -6,6 +6,7 @@ read-only (no write, lock or cache file on the remote), requests proportional to
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 
@@ -59,6 +60,9 @@ def test_s3_store_reads_like_the_local_one(s3, tmp_path):
         assert extra_remote.equals(extra_local)
         assert remote.metadata == local.metadata
         same_frames(remote, local, lossless=False)
+        with pytest.raises(errors.StoreWriteError, match="read-only") as info:
+            remote.save_index_cache()  # a reader's explicit request: refused on the remote
+        assert info.value.errno == errno.EROFS
     # read-only: nothing written, locked or cached on the remote
     assert remote_keys(s3, url) == before
 
