@@ -161,6 +161,7 @@ class FsspecStorage(Storage):
         self._tokens: dict[str, StatToken | None] = {}
         self._prefetched: dict[str, bytes] = {}
         self._small: collections.OrderedDict[str, bytes] = collections.OrderedDict()  # see _keep
+        self._expected: dict[str, int] = {}  # see expect_read
         self._small_bytes = 0
 
     # ------------------------------------------------------------------ identity
@@ -546,4 +547,7 @@ class FsspecStorage(Storage):
             return io.BytesIO(self.read_bytes(path))
         # video chunks, big index caches: by ranges, blocks shared by the decoder lanes
         return RangeFile(lambda a, b: self._fetch(path, a, b), token.size, self.blocks, path,  # type: ignore[return-value]
-                         self._name(path))
+                         self._name(path), expected=lambda: self._expected.get(path, 0))
+
+    def expect_read(self, path: str, nbytes: int) -> None:
+        self._expected[path] = max(int(nbytes), 0)

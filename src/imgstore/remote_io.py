@@ -115,11 +115,17 @@ class RangeFile(io.RawIOBase):
         The file's name for messages (without credentials).
     whole
         Fetch the whole file at the first read (small files: one request).
+    expected
+        Returns the bytes the caller expects to read from the next jump on (0: no idea): the
+        first request after a jump asks for that much (a video frame's keyframe-to-frame bytes,
+        estimated), so a random frame takes one request instead of a growing series.
     """
 
-    def __init__(self, fetch: Fetch, size: int, cache: BlockCache, key: str, name: str, whole: bool = False) -> None:
+    def __init__(self, fetch: Fetch, size: int, cache: BlockCache, key: str, name: str, whole: bool = False,
+                 expected: Callable[[], int] | None = None) -> None:
         super().__init__()
         self._whole = whole
+        self._expected = expected
         self._fetch = fetch
         self._size = int(size)
         self._cache = cache
@@ -130,6 +136,7 @@ class RangeFile(io.RawIOBase):
         self._readahead = cache.block_size
         self._sequential = False
         self._fetched = False  # a fetch was made since the last jump
+        self._hinted = False  # the read-ahead since the last jump is the caller's estimate
 
     @property
     def size(self) -> int:
@@ -171,6 +178,11 @@ class RangeFile(io.RawIOBase):
             # a file's first bytes hold its header and what follows it (a container's header and first
             # cluster, an index cache's header and chunk table): one request of HEAD_BYTES for them
             self._readahead = max(bs, HEAD_BYTES) if start < HEAD_BYTES else bs
+            self._hinted = False
+            if self._expected is not None:
+                expected = min(self._expected(), MAX_READAHEAD)
+                if expected > self._readahead:
+                    self._readahead, self._hinted = expected, True
             self._fetched = False
         blocks = self._blocks(start // bs, (stop - 1) // bs)
         out = 0
@@ -195,7 +207,10 @@ class RangeFile(io.RawIOBase):
             else:
                 found[b] = data
         if missing:
-            if self._sequential and self._fetched:
+            if self._hinted and self._fetched:
+                # the estimate fell short (the demuxer started before the keyframe): grow from one block again
+                self._readahead, self._hinted = bs, False
+            elif self._sequential and self._fetched:
                 # reading on where the last fetch was used: twice as much as last time (per fetch, not per read:
                 # FFmpeg reads 32 KiB at a time, mostly from blocks already fetched)
                 self._readahead = min(self._readahead * 2, MAX_READAHEAD)

@@ -224,6 +224,11 @@ class Storage(ABC):
         """The bytes of each ``(start, stop)`` range of a file (remote storage: concurrently)."""
         return [self.read_bytes(path, start, stop) for start, stop in ranges]
 
+    def expect_read(self, path: str, nbytes: int) -> None:
+        """Hint that reading ``path`` from its next jump on will take about ``nbytes`` (remote storage asks
+        for that much at once: a video frame's keyframe-to-frame bytes)."""
+        return None  # local files: the OS reads ahead
+
     def forget(self) -> None:
         """Drop what was cached about the files (listings, sizes): the store may have changed."""
         return None  # local files: nothing is cached

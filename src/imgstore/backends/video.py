@@ -101,6 +101,8 @@ class VideoBackend(Backend):
         self._color = False
         self._writer_options: dict[str, Any] = {}
         self._readers: collections.OrderedDict[int, Any] = collections.OrderedDict()
+        #: remote chunks: (keyframe positions, bytes per frame), to announce a frame's bytes (Storage.expect_read)
+        self._remote_gops: dict[int, tuple[np.ndarray, float]] = {}
         # frame times of the latest frames written, for estimated_fps()
         self._recent_times: collections.deque[float] = collections.deque(maxlen=200)
         # when (time.monotonic()) the latest frames were written: the encoder's latency settings
@@ -357,6 +359,9 @@ class VideoBackend(Backend):
                 raise ChunkReadError(f"video chunk {path} is missing")
             storage, payload = self.storage, path
             remote = {"opener": lambda: storage.open_read(payload), "size": token.size}
+            if table is not None and len(table["pts"]):
+                # a random frame's bytes, estimated: frames from its keyframe x the chunk's bytes per frame
+                self._remote_gops[chunk_n] = (np.flatnonzero(table["keyframe"]), token.size / len(table["pts"]))
         try:
             reader = _pyav().VideoChunkReader(path, color=self._color, height=h, width=w, frame_table=table,
                                               **remote)
@@ -372,6 +377,11 @@ class VideoBackend(Backend):
 
     def read_frame(self, chunk_n: int, position: int) -> np.ndarray:
         reader = self._reader(chunk_n)
+        gops = self._remote_gops.get(chunk_n)
+        if gops is not None and len(gops[0]):
+            keyframes, per_frame = gops
+            kf = int(keyframes[max(int(np.searchsorted(keyframes, position, side="right")) - 1, 0)])
+            self.storage.expect_read(self.payload_path(chunk_n), int((position - kf + 1) * per_frame * 1.25))
         try:
             return reader.read(position)
         except StoreReadError:
