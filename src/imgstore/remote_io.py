@@ -4,11 +4,14 @@ A remote file is read in *blocks* of :data:`BLOCK_SIZE` bytes, fetched by range 
 and kept in a :class:`BlockCache` shared by every :class:`RangeFile` of one store (the
 decoder lanes of a video chunk read the same GOPs). Each file object detects sequential
 reading: a read that starts where the previous one ended doubles the next request (from
-one block up to :data:`MAX_READAHEAD`), a jump starts again at one block. So
+one block up to :data:`MAX_READAHEAD`), a jump starts again at one block, or at the bytes
+the caller expects to read from there (``expected``: the video backend's estimate of a
+frame's keyframe-to-frame bytes), and a file's first request is :data:`HEAD_BYTES`. So
 
 * a random frame of a video chunk costs about the bytes from its keyframe to the frame:
-  FFmpeg seeks to the keyframe and reads forward, and the requests grow 64, 128, 256 KiB...
-  so at most about twice the span plus one block is fetched (measured: see docs/remote.md);
+  FFmpeg seeks to the keyframe and reads forward; the first request is sized by the
+  estimate and, if that falls short, the next ones grow 64, 128, 256 KiB... (measured:
+  median 1.5x in 1-2 requests, see docs/remote.md);
 * sequential reading streams in requests of up to :data:`MAX_READAHEAD` bytes, so the
   per-request latency is paid once per 4 MiB, not once per frame.
 """
