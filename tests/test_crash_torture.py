@@ -324,7 +324,8 @@ def trial(root: str, plan: WriterPlan) -> TrialResult:
     assert not left, f"{ctx}: repair left {left}"
     assert not report.left, f"{ctx}: {report.left}"
     # the only thing set aside in a crash: extra data added with frames the video encoder had not written
-    assert all(f.endswith((".extra.jsonl", ".extra.json")) for f in report.moved), f"{ctx}: {report.moved}"
+    assert all(f.endswith((".extra.jsonl", ".extra.json")) for f in report.moved), \
+        f"{ctx}: {report.moved} (files before repair: {sorted(before)}; repair: {report.actions})"
     assert not report.moved or m < reported, f"{ctx}: {report.moved} set aside, yet no frame was lost"
     for chunk_n, hashes in crash.chunk_hashes.items():
         assert chunk_files(dest, plan.fmt, chunk_n) == hashes, f"{ctx}: repair changed closed chunk {chunk_n}"
