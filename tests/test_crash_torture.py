@@ -284,10 +284,21 @@ def check_extras(store, plan: WriterPlan) -> list[tuple[int, int]]:
     return got
 
 
+#: the checks of trials run side by side take turns: warning filters are process-wide, so one
+#: trial's ``catch_warnings`` would undo another's
+_CHECKS = threading.Lock()
+
+
 def trial(root: str, plan: WriterPlan) -> TrialResult:
     """Run one trial and assert every guarantee; return its figures."""
     dest = os.path.join(root, f"{plan.fmt.replace('/', '_')}-{plan.seed}")
     crash = run_and_kill(dest, plan)
+    with _CHECKS:
+        return check_trial(dest, plan, crash)
+
+
+def check_trial(dest: str, plan: WriterPlan, crash: Crash) -> TrialResult:
+    """Assert every guarantee on a killed writer's store; return the trial's figures."""
     ctx = plan.describe()
     if plan.kind in ("stop", "close"):
         assert crash.stopped_at is not None, f"{ctx}: the writer never reached the stop point"
