@@ -149,3 +149,23 @@ def test_directory_stores_without_free_space_information(tmp_path, monkeypatch):
     with imgstore.new_for_filename(path) as r:
         assert r.frame_count == 3
         np.testing.assert_array_equal(r.frame_numbers, [0, 1, 2])
+
+
+def test_no_room_for_the_next_chunk_stops_at_the_chunk_boundary(tmp_path, free_space):
+    """Room for the frame that fills a chunk, not for the reserve of the next: the frame is stored and
+    the chunk finished (add_image returns), the next frame is refused with ENOSPC."""
+    path = str(tmp_path / "s")
+    store = imgstore.new_for_format("h264/mkv", basedir=path, imgshape=SHAPE, imgdtype="uint8", chunksize=12)
+    for i in range(11):
+        store.add_image(make_frame(i, *SHAPE), i, 1e9 + i / 25)
+    free_space["bytes"] = 1 << 20  # enough for a frame, not for another 4 MiB reserve
+    store.add_image(make_frame(11, *SHAPE), 11, 1e9 + 11 / 25)  # fills chunk 0: stored
+    assert os.path.exists(os.path.join(path, "000000.npz")) and not os.path.exists(reserve_path(path))
+    with pytest.raises(errors.StoreWriteError, match="recording stopped before the disk filled") as info:
+        store.add_image(make_frame(12, *SHAPE), 12, 1e9 + 12 / 25)
+    assert info.value.errno == errno.ENOSPC
+    assert "frame_number 12 was not stored; the 12 frames before it are kept" in str(info.value)
+    store.close()
+    with imgstore.new_for_filename(path) as r:
+        assert [read_barcode(r.get_image(None, frame_index=i)[0]) for i in range(r.frame_count)] == list(range(12))
+    assert repair(path).clean

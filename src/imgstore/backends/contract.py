@@ -229,6 +229,14 @@ class Backend(ABC):
         """Given a crashed chunk's journal, return the part whose frames are really on disk."""
         return table
 
+    def payload_frame_count(self, chunk_n: int) -> int | None:
+        """How many frames chunk ``chunk_n``'s payload holds, None when that cannot be told.
+
+        After a crash it tells the frame being written when the writer died (payload written,
+        journal record not: never acknowledged) from frames a journal should have described.
+        """
+        return None
+
     def chunk_has_payload(self, chunk_n: int) -> bool:
         """False if chunk ``chunk_n`` provably holds no frame data (created, then the writer died).
 

@@ -239,13 +239,19 @@ class _Finisher:
         self.frames.add(writer_n, np.asarray(table["frame_number"]), home=base)
         kept_extra = self._extra(chunk_n, base, journaled=True, dry_count=True)
         if n == 0 and kept_extra == 0:
-            if self.backend.chunk_has_payload(chunk_n):
+            payload = self.backend.chunk_has_payload(chunk_n)
+            # a frame's payload is written before its journal record: one frame and not a single
+            # record is the frame being written when the writer died, never acknowledged
+            in_flight = payload and journaled == 0 and not contents.damaged_records \
+                and self.backend.payload_frame_count(chunk_n) == 1
+            if payload and not in_flight:
                 self.frames.forget_last()
                 self._set_aside_chunk(chunk_n, base, "its payload holds data no journal record describes",
                                       writer_n=writer_n)
             else:
                 self._extra(chunk_n, base, journaled=True)  # lines that cannot be placed are kept aside
-                self._drop(chunk_n, base, "no recoverable frame")
+                self._drop(chunk_n, base, "its only frame was being written when the writer died (never "
+                                          "acknowledged)" if in_flight else "no recoverable frame")
             return
         what = f"write the index of chunk {chunk_n} from its journal ({n} frames"
         if n < journaled:

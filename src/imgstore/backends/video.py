@@ -322,13 +322,17 @@ class VideoBackend(Backend):
                 "pts": on_disk["pts"][:n], "keyframe": on_disk["keyframe"][:n]}
 
     def chunk_has_payload(self, chunk_n: int) -> bool:
+        # an unreadable file (None) may still hold frames a person can rescue
+        return self.payload_frame_count(chunk_n) != 0
+
+    def payload_frame_count(self, chunk_n: int) -> int | None:
         token = self.storage.stat_token(self.payload_path(chunk_n))
         if token is None or token.size == 0:
-            return False  # the muxer writes nothing before the first encoded packet
+            return 0  # the muxer writes nothing before the first encoded packet
         try:
-            return len(_pyav().build_frame_table(self._local_payload(chunk_n))["pts"]) > 0
-        except Exception:  # an unreadable file may still hold frames a person can rescue
-            return True
+            return len(_pyav().build_frame_table(self._local_payload(chunk_n))["pts"])
+        except Exception:
+            return None
 
     # ------------------------------------------------------------------ reading
 

@@ -384,8 +384,15 @@ class WriteSession:
                           ImgStoreWarning, stacklevel=4)
         return cast
 
-    def check_no_failure(self) -> None:
+    def check_no_failure(self, frame_number: int | None = None) -> None:
         """Raise if an earlier write failed (the session then only closes)."""
+        if self._failure is not None and self._stopped:
+            refused = "" if frame_number is None else f"frame_number {frame_number} was not stored; "
+            raise StoreWriteError(
+                errno.ENOSPC,
+                f"store {self.basedir!r} refuses further writes: recording stopped before the disk filled "
+                f"({getattr(self._failure, 'strerror', None) or self._failure}); {refused}the {self.frame_count} "
+                f"frames before it are kept: close() the store, make room, then append with mode='a'")
         if self._failure is not None:
             raise StoreWriteError(
                 getattr(self._failure, "errno", None) or errno.EIO,
@@ -398,7 +405,7 @@ class WriteSession:
         img = self.check_image(img)
         if self._convert is not None:
             img = self._convert(img)
-        self.check_no_failure()
+        self.check_no_failure(fn)
         if self._writer is None or self._journal is None:
             raise StoreWriteError(errno.EIO, f"store {self.basedir!r} has no open chunk (a failed chunk change)")
         if self._guard is not None:
@@ -457,7 +464,19 @@ class WriteSession:
     def _next_chunk(self) -> None:
         """Close the open chunk and open the next (a failure latches: only close() is left)."""
         try:
+            if self._guard is not None:
+                # finishing a video chunk drains its encoder: the reserve is for that
+                self._guard.release()
             self.finish_chunk(last=False)
+            if self._guard is not None:
+                try:
+                    self._guard.start()
+                except StoreWriteError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    # no room left to finish another chunk: stop here, with every frame finished
+                    self._stopped = True
+                    raise
             self._open_chunk(self.open_chunk_n + 1)
         except BaseException as exc:
             self._failure = exc
