@@ -6,6 +6,7 @@ server. Keyframe-to-frame bytes are measured on the local file (packet positions
 
 from __future__ import annotations
 
+import logging
 import os
 
 import av
@@ -17,7 +18,7 @@ from imgstore import errors
 from imgstore.remote_io import BLOCK_SIZE, MAX_READAHEAD
 from imgstore.testing.barcode import make_frame, read_barcode
 
-from .remote_util import T0, s3, s3_server, upload
+from .remote_util import T0, HttpServer, s3, s3_server, upload
 
 __all__ = ["s3", "s3_server"]  # fixtures
 
@@ -107,3 +108,16 @@ def test_changed_bytes_in_range_answers_are_caught_by_the_packet_digests(s3, vga
                 continue
             assert got == i and read_barcode(img) == i
         assert corrupt >= 1
+
+
+def test_a_server_that_ignores_ranges_still_gives_right_frames(vga_store, caplog):
+    """A web server answering every range request with the whole file: each chunk is fetched once, whole."""
+    path, size, _ = vga_store
+    with HttpServer(os.path.dirname(path), ranges=False) as http, caplog.at_level(logging.WARNING, "imgstore"), \
+            imgstore.new_for_filename(f"{http.url}/{os.path.basename(path)}") as store:
+        for i in (130, 7, 239, 64):
+            img, (got, _) = store.get_image(None, frame_index=i)
+            assert got == i and read_barcode(img) == i
+        reads = [n for kind, p, n in store.storage.stats.log if p.endswith(".mkv") and kind == "read"]
+    assert reads == [size]  # one GET (after a HEAD for its size: the listing page has none)
+    assert "ignores range requests" in caplog.text

@@ -338,6 +338,8 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
             return super().send_head()
         size = os.path.getsize(path)
         match = re.match(r"bytes=(\d*)-(\d*)$", self.headers.get("Range", ""))
+        if not getattr(self.server, "ranges", True):
+            match = None  # a server that ignores range requests (python -m http.server)
         f = open(path, "rb")  # noqa: SIM115  (closed by the base class after copying)
         stamp = email.utils.formatdate(os.path.getmtime(path), usegmt=True)
         if match and (match.group(1) or match.group(2)):
@@ -383,11 +385,13 @@ class HttpServer:
     """A threaded HTTP server of folder ``root`` on 127.0.0.1 (see the module documentation).
 
     ``latency`` seconds are added to every request (settable while it runs); ``requests`` counts them.
+    ``ranges=False``: range requests are answered with the whole file (as ``python -m http.server``).
     """
 
-    def __init__(self, root: str | os.PathLike[str], latency: float = 0.0) -> None:
+    def __init__(self, root: str | os.PathLike[str], latency: float = 0.0, ranges: bool = True) -> None:
         self.root = os.fspath(root)
         self._latency = float(latency)
+        self._ranges = bool(ranges)
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -407,6 +411,7 @@ class HttpServer:
         self._server.daemon_threads = True
         self._server.latency = self._latency  # type: ignore[attr-defined]
         self._server.requests = 0  # type: ignore[attr-defined]
+        self._server.ranges = self._ranges  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + _READY_TIMEOUT
