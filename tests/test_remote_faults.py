@@ -73,8 +73,8 @@ def test_open_against_a_dead_server_gives_store_read_error(s3, remote_store):
 
 def test_a_slow_server_times_out(s3, remote_store):
     url, numbers = remote_store
-    with _open(s3, url, retries=1, timeout=0.5) as store:
-        s3.faults(slow=-1, slow_seconds=3.0, match=".mkv")
+    with _open(s3, url, retries=1, timeout=2.0) as store:
+        s3.faults(slow=-1, slow_seconds=8.0, match=".mkv")
         with pytest.raises(errors.StoreReadError, match=r"\.mkv"):
             store.get_image(numbers[100])
         s3.clear_faults()
