@@ -25,6 +25,7 @@ import os
 import random
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -205,6 +206,11 @@ def _serve_s3() -> None:  # pragma: no cover - runs in the child process
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
+    def exit_with_the_parent() -> None:
+        sys.stdin.read()  # EOF: the parent closed the pipe, or died (killed tests must not leave servers)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=exit_with_the_parent, daemon=True).start()
     faults = _Faults()
     app = _fault_app(DomainDispatcherApplication(create_backend_app), faults)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
@@ -240,8 +246,8 @@ class S3Server:
         env = dict(os.environ, AWS_ACCESS_KEY_ID=self.KEY, AWS_SECRET_ACCESS_KEY=self.SECRET,
                    AWS_DEFAULT_REGION="us-east-1", PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen([sys.executable, "-c", "from imgstore.testing.servers import _serve_s3; "
-                                         "_serve_s3()"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                        text=True, env=env)
+                                         "_serve_s3()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True, env=env)
         deadline = time.monotonic() + _READY_TIMEOUT
         assert self.process.stdout is not None
         line = ""
@@ -309,8 +315,9 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-            if self.process.stdout is not None:
-                self.process.stdout.close()
+            for pipe in (self.process.stdin, self.process.stdout):
+                if pipe is not None:
+                    pipe.close()
             self.process = None
 
     def __enter__(self) -> S3Server:
