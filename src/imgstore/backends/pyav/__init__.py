@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from .formats import DEFAULT_FPS, VIDEO_FORMATS, VideoFormatSpec, coded_size, get_format_spec, written_size
 from .frame_table import FRAME_TABLE_KEYS, build_frame_table
-from .probe import available_video_formats, is_video_format_available
+from .probe import available_video_formats, is_video_format_available, is_video_format_listed
 from .reader import VideoChunkReader
 from .writer import VideoChunkWriter
 
@@ -54,5 +54,6 @@ __all__ = [
     "coded_size",
     "get_format_spec",
     "is_video_format_available",
+    "is_video_format_listed",
     "written_size",
 ]
