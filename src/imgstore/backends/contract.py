@@ -29,18 +29,27 @@ through :mod:`imgstore.backends.registry`; adding one is one module and one regi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from ..ondisk import StoreMetadata
 from ..storage import Storage
 
-__all__ = ["Backend", "ChunkWriter", "FrameConverter"]
+__all__ = ["Backend", "ChunkRequest", "ChunkWriter", "FrameConverter"]
 
 #: a conversion applied to every image before it is written (``+color`` formats) or after it is read
 FrameConverter = Callable[[np.ndarray], np.ndarray]
+
+
+class ChunkRequest(NamedTuple):
+    """One chunk's share of a batch read: strictly increasing ``positions`` in chunk ``chunk_n``,
+    and the ``rows`` of the output their frames go to."""
+
+    chunk_n: int
+    positions: np.ndarray
+    rows: np.ndarray
 
 
 class ChunkWriter(ABC):
@@ -191,6 +200,18 @@ class Backend(ABC):
     @abstractmethod
     def read_frame(self, chunk_n: int, position: int) -> np.ndarray:
         """The stored image at ``position`` in chunk ``chunk_n`` (before encoding conversion)."""
+
+    def read_batch(self, requests: Sequence[ChunkRequest], out: np.ndarray) -> None:
+        """Write each request's frames into ``out``: ``out[rows[k]]`` = the frame at ``positions[k]``.
+
+        Each request is one chunk's share of a batch (:mod:`~imgstore.backends.batch`), its
+        positions strictly increasing. The default reads them one by one with
+        :meth:`read_frame`; backends with costlier reads plan them (a video backend decodes
+        each GOP's span once, several chunks at a time).
+        """
+        for request in requests:
+            for position, row in zip(request.positions.tolist(), request.rows.tolist(), strict=True):
+                out[row] = self.read_frame(request.chunk_n, position)
 
     def close_readers(self) -> None:
         """Release open files and decoders."""
