@@ -15,9 +15,15 @@ point inside ``add_image``, a chunk change, ``add_extra_data`` or ``close``. The
 * ``imgstore.repair`` finalises the store: no journal, temporary file or lock is left, it
   opens without a warning, with the same frames and extra data.
 
+Wall-clock trials pace the writer like a slowly triggered or bursty camera, with pauses
+(``crashwriter --schedule``), some with frame times hours and days apart (``--time-gaps``),
+and kill it at a random wall-clock moment: every frame acknowledged more than a second
+before the kill must be there, however long ago the previous frame came.
+
 The default run is short (CI). ``--runslow`` runs the long one: ``IMGSTORE_TORTURE_TRIALS``
 trials per format (default 40 for directory formats, 24 for video), seeded by
-``IMGSTORE_TORTURE_SEED``; its figures are printed (``pytest -s``) and written as JSON to
+``IMGSTORE_TORTURE_SEED``, and ``IMGSTORE_TORTURE_WALLCLOCK_TRIALS`` wall-clock trials per
+format (default 15); their figures are printed (``pytest -s``) and written as JSON to
 ``IMGSTORE_TORTURE_REPORT`` when that is set.
 """
 
@@ -35,6 +41,7 @@ import tempfile
 import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -48,7 +55,7 @@ from imgstore.testing.crashwriter import STOP_POINTS, frame_time
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 
 DIRECTORY_FORMATS = ["npy", "png", "jpg"]
-VIDEO_FORMATS = ["mjpeg/avi", "avc1/mp4", "h264/mkv", "ffv1/mkv"]
+VIDEO_FORMATS = ["mjpeg/avi", "avc1/mp4", "h264/mkv", "ffv1/mkv", "hevc/mp4", "h264-lossless/mkv"]
 HEIGHT, WIDTH = 96, 128
 #: the guarantee for video: frames whose add_image returned this long before the kill survive
 VIDEO_GRACE_S = 1.0
@@ -91,6 +98,9 @@ class WriterPlan:
     stop_at: str | None = None
     kill_after_frame: int | None = None  # random kills: after this frame is reported ...
     kill_delay: float = 0.0  # ... and this many more seconds
+    schedule: str | None = None  # wall-clock trials: the writer's pacing (crashwriter --schedule) ...
+    kill_at: float | None = None  # ... and the kill, this many seconds after its first frame
+    gaps: bool = False  # frame times with gaps of hours and days (crashwriter --time-gaps)
 
     def argv(self, dest: str) -> list[str]:
         args = [sys.executable, "-m", "imgstore.testing.crashwriter", dest, self.fmt, "--chunksize",
@@ -103,11 +113,18 @@ class WriterPlan:
             args += ["--frames", str(self.frames)]
         if self.stop_at:
             args += ["--stop-at", self.stop_at]
+        if self.schedule:
+            args += ["--schedule", self.schedule]
+        if self.gaps:
+            args += ["--time-gaps"]
         return args
 
     def describe(self) -> str:
-        random_kill = f"after frame {self.kill_after_frame} + {self.kill_delay:.4f}s"
-        what = self.stop_at if self.kind != "random" else random_kill
+        if self.kind == "wallclock":
+            what = f"{self.schedule}{' with time gaps' if self.gaps else ''}, killed {self.kill_at:.3f}s in"
+        else:
+            what = self.stop_at if self.kind != "random" else \
+                f"after frame {self.kill_after_frame} + {self.kill_delay:.4f}s"
         return f"{self.fmt} seed={self.seed} {self.kind}: {what}"
 
 
@@ -167,6 +184,13 @@ def run_and_kill(dest: str, plan: WriterPlan) -> Crash:
     watchdog.start()
     frames, extras, hashes = [], [], {}
     stopped_at, t_kill = None, None
+    killed_at: list[float] = []  # a wall-clock kill, from the timer's thread
+
+    def kill_now() -> None:
+        killed_at.append(time.monotonic())
+        os.kill(proc.pid, signal.SIGKILL)
+
+    timer = None
     try:
         # after the kill, the lines still in the pipe are read too: the writer printed them
         # before it died, so their frames are promised as well
@@ -174,9 +198,13 @@ def run_and_kill(dest: str, plan: WriterPlan) -> Crash:
             kind, *rest = line.split()
             if kind == "frame":
                 frames.append((int(rest[0]), float(rest[1])))
+                if plan.kill_at is not None and timer is None:
+                    # a random wall-clock moment after the first frame (randomness, not synchronisation)
+                    timer = threading.Timer(plan.kill_at, kill_now)
+                    timer.start()
             elif kind == "extra":
                 extras.append((int(rest[0]), float(rest[1])))
-            elif kind == "chunk" and t_kill is None:
+            elif kind == "chunk" and t_kill is None and not killed_at:
                 # closed: its files are final from now on
                 chunk_n = int(rest[0])
                 hashes[chunk_n] = chunk_files(dest, plan.fmt, chunk_n)
@@ -191,8 +219,10 @@ def run_and_kill(dest: str, plan: WriterPlan) -> Crash:
                 os.kill(proc.pid, signal.SIGKILL)
     finally:
         watchdog.cancel()
+        if timer is not None:
+            timer.join()
         if t_kill is None:
-            t_kill = time.monotonic()
+            t_kill = killed_at[0] if killed_at else time.monotonic()
         proc.kill()
         proc.wait()
         proc.stdout.close()
@@ -220,15 +250,18 @@ class TrialResult:
     extras_reported: int
     extras_recovered: int
     repaired_chunks: int
+    #: seconds between the kill and the moment the oldest lost frame had been acknowledged
+    lost_seconds: float = 0.0
+    chunks: int = 0
 
 
-def check_frames(store, fmt: str, m: int, lossless: bool) -> None:
+def check_frames(store, fmt: str, m: int, lossless: bool, gaps: bool = False) -> None:
     """The store holds exactly frames 0..m-1, each exact, with the writer's frame_time."""
     np.testing.assert_array_equal(store.frame_numbers, np.arange(m))
-    np.testing.assert_array_equal(store.frame_times, [frame_time(i) for i in range(m)])
+    np.testing.assert_array_equal(store.frame_times, [frame_time(i, gaps) for i in range(m)])
     for i in range(m):
         img, (fn, ft) = store.get_image(None, frame_index=i)
-        assert fn == i and ft == frame_time(i)
+        assert fn == i and ft == frame_time(i, gaps)
         if lossless:
             np.testing.assert_array_equal(img, make_frame(i, HEIGHT, WIDTH), err_msg=f"{fmt} frame {i}")
         else:
@@ -244,7 +277,7 @@ def check_extras(store, plan: WriterPlan) -> list[tuple[int, int]]:
     assert got == expected_extras(plan, len(got)), f"extra data out of order or unknown: {got}"
     for fn, rec in zip(df["frame_number"], df.to_dict("records"), strict=False):
         assert rec["value"] == fn * 0.5 and rec["tag"] == f"t{fn}"
-        assert rec["frame_time"] == frame_time(fn) and rec["frame_index"] == fn
+        assert rec["frame_time"] == frame_time(fn, plan.gaps) and rec["frame_index"] == fn
     return got
 
 
@@ -253,7 +286,7 @@ def trial(root: str, plan: WriterPlan) -> TrialResult:
     dest = os.path.join(root, f"{plan.fmt.replace('/', '_')}-{plan.seed}")
     crash = run_and_kill(dest, plan)
     ctx = plan.describe()
-    if plan.kind != "random":
+    if plan.kind in ("stop", "close"):
         assert crash.stopped_at is not None, f"{ctx}: the writer never reached the stop point"
     video = is_video(plan.fmt)
     reported = len(crash.frames)
@@ -276,7 +309,7 @@ def trial(root: str, plan: WriterPlan) -> TrialResult:
         assert store.damaged_chunks == {}, f"{ctx}: damaged chunks {store.damaged_chunks}"
         m = store.frame_count
         assert m >= must_frames, f"{ctx}: {m} frames recovered, {must_frames} were promised"
-        check_frames(store, plan.fmt, m, store.lossless)
+        check_frames(store, plan.fmt, m, store.lossless, plan.gaps)
         extras = check_extras(store, plan)
         assert len(extras) >= must_extras, f"{ctx}: {len(extras)} extra records, {must_extras} promised"
         lossless = store.lossless
@@ -299,13 +332,15 @@ def trial(root: str, plan: WriterPlan) -> TrialResult:
         warnings.simplefilter("error")  # a finished store: nothing to recover, nothing to skip
         with imgstore.new_for_filename(dest) as store:
             assert store.frame_count == m == report.frame_count, f"{ctx}: repair changed the frames"
-            check_frames(store, plan.fmt, m, lossless)
+            check_frames(store, plan.fmt, m, lossless, plan.gaps)
             assert check_extras(store, plan) == extras, f"{ctx}: repair changed the extra data"
+            chunks = len(store.chunks)
+    lost_seconds = max((crash.t_kill - t for _, t in crash.frames[m:]), default=0.0)
     return TrialResult(plan=ctx, kind=plan.kind, reported=reported, recovered=m, lost=max(0, reported - m),
                        allowed_loss=round(plan.fps * VIDEO_GRACE_S) if video and plan.fps else 0,
                        closed_chunks=len(crash.chunk_hashes), damaged_chunks=0, open_failed=False,
                        extras_reported=len(crash.extras), extras_recovered=len(extras),
-                       repaired_chunks=len(report.recovered))
+                       repaired_chunks=len(report.recovered), lost_seconds=round(lost_seconds, 3), chunks=chunks)
 
 
 # ------------------------------------------------------------------------------ plans
@@ -325,9 +360,10 @@ def make_plan(fmt: str, seed: int, kind: str, point: str | None = None, short: b
     rng = random.Random(f"{fmt}-{seed}-{kind}-{point}")
     if is_video(fmt):
         # random kills: paced like a camera so "one second of frames" means something (chunks
-        # roll over about every 0.5 s); kills at a stop point need no clock and run unpaced
-        plan = WriterPlan(fmt, seed, kind, chunksize=rng.choice([20, 30, 40]), fps=60.0 if kind == "random" else 0.0,
-                          extra_every=rng.choice([1, 3]), extra_burst=rng.choice([1, 2]))
+        # roll over about every 0.5 s; at 120 frames/s hevc keeps its B-frames too); kills at a
+        # stop point need no clock and run unpaced
+        plan = WriterPlan(fmt, seed, kind, chunksize=rng.choice([20, 30, 40]), extra_every=rng.choice([1, 3]),
+                          extra_burst=rng.choice([1, 2]), fps=rng.choice([60.0, 120.0]) if kind == "random" else 0.0)
     else:
         plan = WriterPlan(fmt, seed, kind, chunksize=rng.choice([3, 5, 7, 10]), extra_every=rng.choice([1, 2, 3]),
                           extra_burst=rng.choice([1, 3]), extra_bytes=rng.choice([0, 2000]))
@@ -348,6 +384,31 @@ def make_plan(fmt: str, seed: int, kind: str, point: str | None = None, short: b
         point = "index-written" if plan.frames % plan.chunksize and rng.random() < 0.5 else "chunk-closing"
         plan.stop_at = f"{point}:{final_pass}"
     return plan
+
+
+def wallclock_plan(fmt: str, seed: int, schedule: str, gaps: bool, kill_within: tuple[float, float]) -> WriterPlan:
+    """A writer paced by ``schedule`` (crashwriter --schedule), killed at a random wall-clock moment."""
+    rng = random.Random(f"{fmt}-{seed}-wallclock-{schedule}-{gaps}")
+    plan = WriterPlan(fmt, seed, "wallclock", chunksize=rng.choice([5, 20, 200] if is_video(fmt) else [3, 10]),
+                      extra_every=rng.choice([1, 3]), extra_burst=rng.choice([1, 2]),
+                      schedule=f"{schedule}:{seed}", gaps=gaps)
+    plan.kill_at = rng.uniform(*kill_within)
+    return plan
+
+
+def run_concurrently(root: str, plans: list[WriterPlan], workers: int) -> list[TrialResult]:
+    """Run trials side by side (paced writers mostly wait); raise with every failure, named."""
+    def one(plan: WriterPlan) -> TrialResult | str:
+        try:
+            return trial(root, plan)
+        except AssertionError as exc:  # its message names the plan
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(pool.map(one, plans))
+    failures = [o for o in outcomes if isinstance(o, str)]
+    assert not failures, "\n".join(failures)
+    return [o for o in outcomes if isinstance(o, TrialResult)]
 
 
 def long_run_plans(fmt: str, trials: int, seed0: int) -> list[WriterPlan]:
@@ -387,6 +448,67 @@ def test_crash_short(tmp_path, fmt, kind, point):
         trial(str(tmp_path), make_plan(fmt, seed, kind, point, short=True))
 
 
+#: the formats of the short wall-clock run: every video format and one directory format
+def _wallclock_formats() -> list[str]:
+    return [f for f in torture_formats() if is_video(f)] + ["npy"]
+
+
+@pytest.mark.parametrize("schedule, gaps, kill_within", [("low", False, (3.0, 6.0)), ("bursty", True, (2.0, 5.0))],
+                         ids=["low-rate", "bursty-with-time-gaps"])
+def test_crash_wallclock_short(tmp_path, schedule, gaps, kill_within):
+    """The CI run: every format paced slowly or in bursts with pauses, killed at a random moment.
+
+    Before the writer bounded latency in wall time, a 0.5 frames/s writer lost 10-20 s of frames
+    and a pause kept 1-20 frames in the encoder or the muxer for as long as it lasted.
+    """
+    plans = [wallclock_plan(fmt, 0, schedule, gaps, kill_within) for fmt in _wallclock_formats()]
+    results = run_concurrently(str(tmp_path), plans, workers=len(plans))
+    assert all(r.lost_seconds <= VIDEO_GRACE_S for r in results)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", torture_formats())
+def test_crash_wallclock_long(tmp_path, fmt):
+    """The long wall-clock run (``--runslow``): low, bursty and mixed rates with pauses, some with
+    time gaps, killed at random moments (4-30 s in at low rates, 1.5-12 s otherwise); prints and
+    saves its figures."""
+    trials = int(os.environ.get("IMGSTORE_TORTURE_WALLCLOCK_TRIALS", "15"))
+    seed0 = int(os.environ.get("IMGSTORE_TORTURE_SEED", "1000"))
+    schedules = [("low", "bursty", "mixed")[i % 3] for i in range(trials)]
+    plans = [wallclock_plan(fmt, seed0 + i, schedule, gaps=bool(i % 2),
+                            kill_within=(4.0, 30.0) if schedule == "low" else (1.5, 12.0))
+             for i, schedule in enumerate(schedules)]
+    t0 = time.monotonic()
+    results = run_concurrently(str(tmp_path), plans, workers=5)
+    summary = {
+        "format": f"{fmt} (wall clock)", "trials": len(results), "seconds": round(time.monotonic() - t0, 1),
+        "frames_reported_total": sum(r.reported for r in results),
+        "frames_lost_max": max(r.lost for r in results), "frames_lost_mean": float(np.mean([r.lost for r in results])),
+        "lost_seconds_max": max(r.lost_seconds for r in results),
+        "chunks_total": sum(r.chunks for r in results),
+        "closed_chunks_checked": sum(r.closed_chunks for r in results),
+        "extras_reported_total": sum(r.extras_reported for r in results),
+        "extras_recovered_total": sum(r.extras_recovered for r in results),
+        "trials_detail": [dataclasses.asdict(r) for r in results],
+    }
+    _report(summary)
+    assert summary["lost_seconds_max"] <= VIDEO_GRACE_S
+
+
+def _report(summary: dict) -> None:
+    """Print a run's figures and add them to ``IMGSTORE_TORTURE_REPORT`` (JSON) when set."""
+    print(json.dumps({k: v for k, v in summary.items() if k != "trials_detail"}))
+    out = os.environ.get("IMGSTORE_TORTURE_REPORT")
+    if out:
+        existing = []
+        if os.path.exists(out):
+            with open(out) as f:
+                existing = json.load(f)
+        existing = [s for s in existing if s["format"] != summary["format"]] + [summary]
+        with open(out, "w") as f:
+            json.dump(existing, f, indent=1)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", torture_formats())
 def test_crash_long(tmp_path, fmt):
@@ -402,6 +524,7 @@ def test_crash_long(tmp_path, fmt):
         "format": fmt, "trials": len(results), "seconds": round(elapsed, 1),
         "frames_reported_total": sum(r.reported for r in results),
         "frames_lost_max": max(r.lost for r in results), "frames_lost_mean": float(np.mean([r.lost for r in results])),
+        "lost_seconds_max": max(r.lost_seconds for r in results),
         # random kills: the writer runs at a camera's rate, so the bound is "one second of frames"
         "frames_lost_max_random": max(r.lost for r in results if r.kind == "random"),
         "allowed_loss_random": max(r.allowed_loss for r in results if r.kind == "random"),
@@ -413,16 +536,7 @@ def test_crash_long(tmp_path, fmt):
         "extras_recovered_total": sum(r.extras_recovered for r in results),
         "trials_detail": [dataclasses.asdict(r) for r in results],
     }
-    print(json.dumps({k: v for k, v in summary.items() if k != "trials_detail"}))
-    out = os.environ.get("IMGSTORE_TORTURE_REPORT")
-    if out:
-        existing = []
-        if os.path.exists(out):
-            with open(out) as f:
-                existing = json.load(f)
-        existing = [s for s in existing if s["format"] != fmt] + [summary]
-        with open(out, "w") as f:
-            json.dump(existing, f, indent=1)
+    _report(summary)
     assert all(r.lost <= r.allowed_loss for r in results if r.kind == "random")
     if not is_video(fmt):
         assert summary["frames_lost_max"] == 0

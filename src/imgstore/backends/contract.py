@@ -37,7 +37,7 @@ import numpy as np
 from ..ondisk import StoreMetadata
 from ..storage import Storage
 
-__all__ = ["Backend", "ChunkRequest", "ChunkWriter", "FrameConverter"]
+__all__ = ["Backend", "ChunkFinishedEarly", "ChunkRequest", "ChunkWriter", "FrameConverter"]
 
 #: a conversion applied to every image before it is written (``+color`` formats) or after it is read
 FrameConverter = Callable[[np.ndarray], np.ndarray]
@@ -50,6 +50,13 @@ class ChunkRequest(NamedTuple):
     chunk_n: int
     positions: np.ndarray
     rows: np.ndarray
+
+
+class ChunkFinishedEarly(Exception):
+    """Raised by :meth:`ChunkWriter.write` when the writer finished its chunk by itself (a video
+    writer does so when a frame would otherwise wait too long in memory, see
+    docs/reliability.md); nothing of the frame was written: the session closes the chunk,
+    opens the next one and writes the frame there."""
 
 
 class ChunkWriter(ABC):

@@ -6,6 +6,7 @@ import collections
 import concurrent.futures
 import os
 import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -24,7 +25,7 @@ from ..errors import (
 from ..ondisk import StoreMetadata
 from ..storage import Storage
 from .base import ImgStore
-from .contract import Backend, ChunkRequest, ChunkWriter
+from .contract import Backend, ChunkFinishedEarly, ChunkRequest, ChunkWriter
 from .directory import DirectoryBackend
 from .payload_checks import PAYLOAD_DIGEST_FIELD
 
@@ -41,6 +42,9 @@ _MAX_OPEN_READERS = 6
 #: frames decode ~1.9x faster on 2 cores this way than one frame-threaded decoder at a time
 #: (measured in benchmarks/peers.py, batch rows)
 _BATCH_WORKERS = max(1, min(os.cpu_count() or 1, _MAX_OPEN_READERS - 1))
+#: wall-clock seconds after which a frame add_image took is in its video file, safe from a
+#: SIGKILL (the guarantee is 1 s: the rest is for the drain; docs/reliability.md)
+MAX_LATENCY_S = 0.5
 
 
 #: frame rates a chunk can be encoded at (frames/s): 0.001 is one frame in 17 minutes
@@ -104,6 +108,9 @@ class VideoBackend(Backend):
         self._frame_cache_bytes: int | None = None  # None: pyav.DEFAULT_FRAME_CACHE_BYTES
         # frame times of the latest frames written, for estimated_fps()
         self._recent_times: collections.deque[float] = collections.deque(maxlen=200)
+        # when (time.monotonic()) the latest frames were written: the encoder's latency settings
+        self._recent_walls: collections.deque[float] = collections.deque(maxlen=65)
+        self._previous_sealed = False  # the previous chunk was finished early (a pause)
 
     # ------------------------------------------------------------------ formats
 
@@ -246,8 +253,27 @@ class VideoBackend(Backend):
         if "fps" not in options:
             options["fps"] = self.estimated_fps()
         writer = _pyav().VideoChunkWriter(self._local_payload(chunk_n), self.metadata.format, height=h, width=w,
-                                          color=self._color, **options)
+                                          color=self._color, max_latency=MAX_LATENCY_S,
+                                          frame_interval=self.recent_frame_interval(), **options)
         return _VideoChunkWriter(self, writer)
+
+    def recent_frame_interval(self) -> float | None:
+        """Wall-clock seconds between the latest frames (a high percentile, and the time since
+        the last one: a chunk opened after a pause expects a pause; infinite after a chunk its
+        writer had to finish early), None before any frame.
+
+        It chooses the encoder's settings for the next chunk: B-frames and lookahead when
+        frames come fast and steadily, low latency otherwise (``backends/pyav/encoding.py``).
+        """
+        if self._previous_sealed:
+            # frames paused while the last chunk's encoder held some: this recording pauses, so
+            # the next chunk holds none (rather than a chunk finished early at every pause)
+            return float("inf")
+        walls = np.asarray(self._recent_walls, dtype=np.float64)
+        if not len(walls):
+            return None
+        since_last = time.monotonic() - float(walls[-1])
+        return max(float(np.percentile(np.diff(walls), 90)), since_last) if len(walls) > 1 else since_last
 
     def estimated_fps(self) -> float:
         """Frame rate for the next chunk when none was given: from recent frame times, else 25.
@@ -262,9 +288,14 @@ class VideoBackend(Backend):
                 return float(min(max(1.0 / step, 0.1), 1000.0))
         return float(_pyav().DEFAULT_FPS)
 
+    def note_chunk_finished(self, finished_early: bool) -> None:
+        """Remember whether the chunk just closed had been finished early by its writer."""
+        self._previous_sealed = finished_early
+
     def note_frame_time(self, frame_time: float) -> None:
-        """Remember a written frame's time (for :meth:`estimated_fps`)."""
+        """Remember a written frame's time (for :meth:`estimated_fps`) and when it was written."""
         self._recent_times.append(frame_time)
+        self._recent_walls.append(time.monotonic())
 
     def remove_chunk_payload(self, chunk_n: int) -> None:
         self.storage.remove(self.payload_path(chunk_n))
@@ -420,11 +451,16 @@ class _VideoChunkWriter(ChunkWriter):
         self._writer = writer
 
     def write(self, img: np.ndarray, frame_number: int, frame_time: float) -> dict[str, Any]:
-        pts = self._writer.write(img, frame_time=frame_time)
+        try:
+            pts = self._writer.write(img, frame_time=frame_time)
+        except _pyav().SealedChunkError:
+            # the writer finished its file by itself to keep frames within MAX_LATENCY_S
+            raise ChunkFinishedEarly(self._writer.path) from None
         self._backend.note_frame_time(frame_time)
         return {"pts": pts}
 
     def close(self) -> dict[str, np.ndarray]:
+        self._backend.note_chunk_finished(bool(self._writer.sealed))
         return self._writer.close()
 
 

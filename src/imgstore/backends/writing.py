@@ -36,7 +36,7 @@ from ..frame_index import FrameIndex
 from ..imageops import check_encoding
 from ..ondisk import STORE_MD_FILENAME, StoreMetadata
 from ..storage import Storage
-from .contract import Backend, ChunkWriter
+from .contract import Backend, ChunkFinishedEarly, ChunkWriter
 
 __all__ = ["WriteSession", "check_frame_metadata", "plan_new_store", "prepare_folder", "remove_chunk_files",
            "remove_store_files"]
@@ -366,7 +366,13 @@ class WriteSession:
         if self._writer is None or self._journal is None:
             raise StoreWriteError(errno.EIO, f"store {self.basedir!r} has no open chunk (a failed chunk change)")
         try:
-            extra = self._writer.write(img, fn, ft) or {}
+            try:
+                extra = self._writer.write(img, fn, ft) or {}
+            except ChunkFinishedEarly:
+                # the chunk writer finished its chunk by itself (a pause): this frame opens the next
+                self._next_chunk()
+                assert self._writer is not None and self._journal is not None
+                extra = self._writer.write(img, fn, ft) or {}
             self._journal.append(frame_number=fn, frame_time=ft, **extra)
         except (InvalidImageError, InvalidFrameMetadataError, UnsupportedFormatError):
             raise  # rejected before anything was written
@@ -383,16 +389,20 @@ class WriteSession:
         self._count(np.array([fn]), np.array([ft]))
         if len(table["frame_number"]) >= self.smd.chunksize:
             try:
-                self.finish_chunk(last=False)
-                self._open_chunk(self.open_chunk_n + 1)
+                self._next_chunk()
             except StoreWriteError as exc:
                 # this frame is stored (journaled), so add_image returns as promised; the failed
                 # chunk change stops the session: the next write raises, close() tries it again
-                self._failure = exc
                 log.error("%s: changing from chunk %d failed: %s", self.basedir, self.open_chunk_n, exc)
-            except BaseException as exc:
-                self._failure = exc
-                raise
+
+    def _next_chunk(self) -> None:
+        """Close the open chunk and open the next (a failure latches: only close() is left)."""
+        try:
+            self.finish_chunk(last=False)
+            self._open_chunk(self.open_chunk_n + 1)
+        except BaseException as exc:
+            self._failure = exc
+            raise
 
     def _count(self, numbers: np.ndarray, times: np.ndarray) -> None:
         if not len(numbers):

@@ -25,16 +25,25 @@ Options for crash tests that need more than frame boundaries:
     call ``add_extra_data`` K times after each frame that gets extra data, ``--extra-bytes B``
     makes each record B characters longer: a random kill then often lands inside
     ``add_extra_data``.
+``--schedule KIND:SEED``
+    pace frames by a seeded random schedule instead of a fixed ``--fps`` (see
+    :func:`schedule`): ``low`` (0.2-2 frames/s), ``bursty`` (bursts at 50-1000 frames/s,
+    pauses of 0.3-3 s), ``mixed`` (10-120 frames/s with pauses of 1.2-4 s). Frames are
+    written at deadlines from the start (the writer's own pacing; tests never rely on it).
+``--time-gaps``
+    frame times with long gaps: 8 hours before every 7th frame and 30 days before every
+    13th (see :func:`frame_time`), as overnight pauses and idle weeks.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import imgstore
@@ -57,11 +66,39 @@ STOP_POINTS = {
 }
 
 FRAME_TIME_0 = 1_700_000_000.0
+#: ``--time-gaps``: (every, first, seconds): a gap of `seconds` before frames first, first + every, ...
+TIME_GAPS = ((7, 3, 8 * 3600.0), (13, 5, 30 * 86400.0))
+#: ``--schedule`` kinds
+SCHEDULES = ("low", "bursty", "mixed")
 
 
-def frame_time(frame_number: int) -> float:
-    """The frame_time the writer gives frame ``frame_number``."""
-    return FRAME_TIME_0 + frame_number / 30.0
+def frame_time(frame_number: int, gaps: bool = False) -> float:
+    """The frame_time the writer gives frame ``frame_number`` (``gaps``: with ``--time-gaps``)."""
+    t = FRAME_TIME_0 + frame_number / 30.0
+    if gaps:
+        for every, first, seconds in TIME_GAPS:
+            if frame_number >= first:
+                t += seconds * ((frame_number - first) // every + 1)
+    return t
+
+
+def schedule(spec: str) -> Iterator[float]:
+    """Seconds between successive frames for ``--schedule KIND:SEED`` (endless, reproducible)."""
+    kind, _, seed = spec.partition(":")
+    if kind not in SCHEDULES:
+        raise SystemExit(f"unknown schedule {kind!r}; choose from {SCHEDULES}")
+    rng = random.Random(f"{kind}:{seed}")
+    while True:
+        if kind == "low":  # a slowly triggered camera, 0.2-2 frames/s
+            yield rng.uniform(0.5, 5.0)
+        elif kind == "bursty":  # bursts of 3-80 frames at 50-1000 frames/s, then a pause
+            step = 1.0 / rng.uniform(50, 1000)
+            yield from (step for _ in range(rng.randint(3, 80)))
+            yield rng.uniform(0.3, 3.0)
+        else:  # a steady camera at 10-120 frames/s for 0.3-3 s, then a pause
+            step = 1.0 / rng.uniform(10, 120)
+            yield from (step for _ in range(max(1, int(rng.uniform(0.3, 3.0) / step))))
+            yield rng.uniform(1.2, 4.0)
 
 
 class _Stopper:
@@ -145,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra-burst", type=int, default=1, help="add_extra_data calls per frame with extra data")
     p.add_argument("--extra-bytes", type=int, default=0, help="make each extra record this much longer")
     p.add_argument("--fps", type=float, default=0.0, help="pace frames at this rate (0: as fast as possible)")
+    p.add_argument("--schedule", metavar="KIND:SEED", help=f"pace frames by a random schedule: {', '.join(SCHEDULES)}")
+    p.add_argument("--time-gaps", action="store_true", help="frame times with gaps of 8 hours and 30 days")
     p.add_argument("--report-chunks", action="store_true", help="print 'chunk N' when chunk N is closed")
     p.add_argument("--stop-at", metavar="POINT[:N]", help=f"block at a point: {', '.join(STOP_POINTS)}")
     p.add_argument("--step", action="store_true", help="write the number of frames read from stdin, line by line")
@@ -162,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         _instrument_store(store, stop)
     padding = "x" * args.extra_bytes
     closed = 0
-    t0 = time.time()
+    t0 = time.monotonic()
     budget = 0
+    intervals = schedule(args.schedule) if args.schedule else None
+    due = t0
     for fn in range(args.frames):
         if args.step and budget == 0:
             line = sys.stdin.readline()
@@ -171,13 +212,14 @@ def main(argv: list[str] | None = None) -> int:
             if budget <= 0:
                 break
         budget -= 1
-        if args.fps:
+        if intervals is not None or args.fps:
             # pacing by a deadline, not a sleep-for-sync: the reader never relies on it
-            delay = t0 + fn / args.fps - time.time()
+            due = due + next(intervals) if intervals is not None and fn else t0 + fn / (args.fps or 1.0)
+            delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         img = frames[fn % 64] if fn < 64 else make_frame(fn, args.height, args.width, color=args.color)
-        store.add_image(img, fn, frame_time(fn))
+        store.add_image(img, fn, frame_time(fn, args.time_gaps))
         sys.stdout.write(f"frame {fn} {time.monotonic():.6f}\n")
         if args.report_chunks:
             while closed < len(store.chunks):

@@ -43,7 +43,7 @@ from .frame_cache import DEFAULT_FRAME_CACHE_BYTES, FrameCache
 from .frame_table import FRAME_TABLE_KEYS, build_frame_table
 from .probe import available_video_formats, is_video_format_available, is_video_format_listed
 from .reader import VideoChunkReader
-from .writer import VideoChunkWriter
+from .writer import SealedChunkError, VideoChunkWriter
 
 __all__ = [
     "DEFAULT_FPS",
@@ -51,6 +51,7 @@ __all__ = [
     "FRAME_TABLE_KEYS",
     "VIDEO_FORMATS",
     "FrameCache",
+    "SealedChunkError",
     "VideoChunkReader",
     "VideoChunkWriter",
     "VideoFormatSpec",

@@ -11,11 +11,14 @@ See ``docs/video-notes.md`` for the measurements behind the defaults chosen here
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import logging
 import math
 import os
+import threading
+import time
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -25,15 +28,26 @@ import av.error
 import numpy as np
 
 from ...errors import InvalidImageError, StoreWriteError, UnsupportedFormatError
+from .encoding import encoder_settings
 from .formats import DEFAULT_FPS, VideoFormatSpec, coded_size, get_format_spec
 from .frame_table import build_frame_table, close_input, open_input
+from .latency import DeadlineThread, MuxerFlush
+from .timeline import Timeline
 
-__all__ = ["VideoChunkWriter"]
+__all__ = ["SealedChunkError", "VideoChunkWriter"]
 
-#: pictures smaller than this (pixels, height or width) get 16x16 x265 coding tree units
-_X265_SMALL_PICTURE = 96
+#: muxers that keep packets in memory (Matroska: the cluster, MP4: the fragment) until the
+#: next packet, a flush or the end of the file; AVI writes each packet as it comes
+_BUFFERING_MUXERS = frozenset({"matroska", "mp4"})
+#: encoded packets compared with each new one for the reorder depth (as the recovery does)
+_REORDER_WINDOW = 64
 
 _log = logging.getLogger(__name__)
+
+class SealedChunkError(StoreWriteError):
+    """:meth:`VideoChunkWriter.write` on a writer that finished its file early (:attr:`~VideoChunkWriter.sealed`):
+    nothing of the frame was written; write it into a new chunk."""
+
 
 def _errno_of(exc: BaseException, default: int = errno.EIO) -> int:
     """The POSIX errno behind an exception (ENOSPC for a full disk...), else `default`.
@@ -90,17 +104,30 @@ class VideoChunkWriter:
         Extra encoder options (FFmpeg/AVOption names), applied last; a None value removes
         one of the format's defaults (e.g. ``{'tune': None}`` for x264 without
         ``fastdecode``).
+    max_latency : float, optional
+        Wall-clock seconds after which a written frame must be in the file (handed to the
+        operating system, so that a SIGKILL cannot lose it), whatever the frame rate and
+        across pauses; None (default): no such bound.  A background thread watches the
+        oldest frame not yet safe: when it has waited `max_latency`, the muxer is flushed
+        or, when the encoder still holds that frame, the file is finished early
+        (:attr:`sealed`: write no more frames, start a new chunk).
+    frame_interval : float, optional
+        Expected wall-clock seconds between frames (default ``1/fps``; ``inf`` after a
+        pause).  Chooses between the encoder's delay settings (B-frames, lookahead) and
+        its low-latency ones (see :mod:`.encoding`), so that `max_latency` is rarely
+        reached with frames in the encoder.
 
     Notes
     -----
     Timestamps are set explicitly and strictly increase: ``pts`` comes from
-    `frame_time` (seconds) relative to the first one when given, otherwise from the
+    `frame_time` (seconds) relative to an earlier frame when given, otherwise from the
     frame counter at `fps`; a `frame_time` that does not advance by at least one tick
-    is moved one tick after the previous frame (the chunk index keeps the exact
-    `frame_time`, the video only needs a monotonic timeline).  AVI cannot store
+    is moved one tick after the previous frame, and a step forward of more than 10
+    minutes is compressed to 10 minutes (see :mod:`.timeline`; the chunk index keeps the
+    exact `frame_time`, the video only needs a monotonic timeline).  AVI cannot store
     timestamps, so there ``pts`` is always the frame counter.
 
-    A writer is not thread-safe.
+    A writer is not thread-safe (its own deadline thread takes a lock).
     """
 
     def __init__(
@@ -118,6 +145,8 @@ class VideoChunkWriter:
         pix_fmt: str | None = None,
         dtype: Any = np.uint8,
         codec_options: Mapping[str, str] | None = None,
+        max_latency: float | None = None,
+        frame_interval: float | None = None,
     ) -> None:
         self._spec = spec = get_format_spec(fmt)
         self._path = os.fspath(path)
@@ -127,6 +156,8 @@ class VideoChunkWriter:
         self._height, self._width = int(height), int(width)
         self._dtype = np.dtype(dtype)
         self._fps = _as_fraction(DEFAULT_FPS if fps is None else fps)
+        if max_latency is not None and not (math.isfinite(max_latency) and max_latency > 0):
+            raise ValueError(f"max_latency must be a positive number of seconds, not {max_latency!r}")
         codec_name = spec.encoder(self._color)
         self._pix_fmt = pix_fmt or spec.default_pix_fmt(self._color)
 
@@ -154,46 +185,12 @@ class VideoChunkWriter:
         else:
             self._tb = spec.time_base
             self._tick = max(1, round(1 / (self._fps * self._tb)))
-        self._next_pts = 0
-        self._t0: float | None = None
-        self._pts0 = 0
-        self._last_pts: int | None = None
+        self._timeline = Timeline(self._tb, self._tick, tick_only=spec.time_base is None)
 
-        opts: dict[str, str] = dict(spec.codec_options)
-        if codec_name in ("libx264", "libx264rgb"):
-            if spec.quality_option == "crf" and bitrate is None:
-                opts["crf"] = str(spec.default_quality if quality is None else quality)
-            # bounded encoder delay: x264 holds back rc-lookahead frames (40 at
-            # 'medium'); <= 10 frames keeps a SIGKILL from losing more than ~1/3 s of
-            # frames at 30 fps (the muxer adds <= 250 ms), and fewer at low frame rates
-            opts.setdefault("rc-lookahead", str(max(3, min(10, int(self._fps // 3)))))
-        elif codec_name == "libx265":
-            # x265 defaults to open GOPs, whose leading frames cannot be decoded after
-            # a seek; and it holds back more frames than x264 (17 at rc-lookahead 10):
-            # lookahead 5 (its minimum with 4 B-frames) keeps a crash loss near 20
-            params = ["log-level=error", "open-gop=0", "rc-lookahead=5"]
-            if min(self._coded_h, self._coded_w) < _X265_SMALL_PICTURE:
-                # with its default 32x32 coding tree units such a picture has < 3 CTU rows:
-                # x265's wavefront threads then give run-to-run different output, and at
-                # crf 24 0-76 of 1000 32x32 barcode frames decoded as another number;
-                # 16x16 units were deterministic and exact (at >= 96 px the default is
-                # both, and 16x16 would cost +40 % bytes; docs/compatibility.md)
-                params.append("ctu=16")
-            if bitrate is None:
-                opts["crf"] = str(spec.default_quality if quality is None else quality)
-            opts["x265-params"] = ":".join(params)
-        elif codec_name == "mjpeg" and bitrate is None:
-            q = spec.default_quality if quality is None else int(quality)
-            if not 2 <= q <= 31:  # type: ignore[operator]  # MJPEG's spec has a default quality
-                raise ValueError(f"MJPEG quality (qscale) must be 2..31, not {q}")
-            # a fixed quantiser: qmin == qmax pins the rate control to it (the
-            # 'qscale' flag alone would need a per-frame quality PyAV cannot set)
-            opts["qmin"] = opts["qmax"] = str(q)
-        for k, v in (codec_options or {}).items():
-            if v is None:  # None removes a default, e.g. {'tune': None}
-                opts.pop(str(k), None)
-            else:
-                opts[str(k)] = str(v)
+        settings = encoder_settings(spec, codec_name, self._coded_h, self._coded_w, float(self._fps), quality,
+                                    bitrate, codec_options, frame_interval)
+        self._settings = settings
+        opts = settings.options
 
         try:
             self._container = av.open(self._path, mode="w", format=spec.muxer,
@@ -235,8 +232,27 @@ class VideoChunkWriter:
         self._packets: dict[int, bool] = {}  # encoder-side pts (codec time base) -> keyframe
         self._first_dts: int | None = None
         self._last_dts: int | None = None
-        self._max_step = self._tick  # largest pts step so far (bounds plausible dts)
         self._table: dict[str, np.ndarray] | None = None
+        # -- the wall-clock bound (see max_latency) --------------------------------------
+        self._lock = threading.RLock()
+        self._max_latency = max_latency
+        self._written_at: list[float] = []  # time.monotonic() of each frame's write(), write order
+        self._safe = 0  # frames (a prefix) a crash can no longer lose
+        self._recent_pts: list[int] = []  # the last packets' pts, decode order
+        self._reorder = max(settings.reorder, int(getattr(self._stream.codec_context, "reorder_depth", 0) or 0))
+        self._held_max = 0
+        self._flushes = 0
+        self._sealed = False
+        self._closing = False
+        self._seal_error: BaseException | None = None
+        self._buffering = spec.muxer in _BUFFERING_MUXERS
+        self._flusher = MuxerFlush.attach(self._container) if self._buffering else None
+        self._deadlines: DeadlineThread | None = None
+        if max_latency is not None:
+            if self._buffering and self._flusher is None:
+                _log.warning("%s: cannot flush the %s muxer of this PyAV build: chunks are finished early "
+                             "instead to keep frames within %.2f s", self._path, spec.muxer, max_latency)
+            self._deadlines = DeadlineThread(self._on_deadline, name=f"imgstore-latency {os.path.basename(self._path)}")
         if self._color:
             self._input_format = "bgr24"
         else:
@@ -282,25 +298,25 @@ class VideoChunkWriter:
     def closed(self) -> bool:
         return self._table is not None
 
-    # -- writing -----------------------------------------------------------------------
-    def _next_timestamp(self, frame_time: float | None) -> int:
-        if self._spec.time_base is None or frame_time is None:
-            pts = self._next_pts
-        else:
-            ft = float(frame_time)
-            if not math.isfinite(ft):
-                raise ValueError(f"frame_time must be finite, not {frame_time!r}")
-            if self._t0 is None:
-                self._t0, self._pts0 = ft, self._next_pts
-            pts = self._pts0 + round((ft - self._t0) / self._tb)
-        if self._last_pts is not None:
-            if pts <= self._last_pts:
-                pts = self._last_pts + 1
-            self._max_step = max(self._max_step, pts - self._last_pts)
-        self._last_pts = pts
-        self._next_pts = pts + self._tick
-        return pts
+    @property
+    def sealed(self) -> bool:
+        """True once the writer finished its file early to keep `max_latency`: close() it
+        (which returns its table) and write further frames into a new chunk."""
+        return self._sealed
 
+    @property
+    def low_latency(self) -> bool:
+        """True when the encoder runs without B-frames and lookahead (see :mod:`.encoding`)."""
+        return self._settings.low_latency
+
+    @property
+    def latency_stats(self) -> dict[str, Any]:
+        """How the wall-clock bound was kept: muxer flushes, encoder delay (frames), sealing."""
+        return {"low_latency": self._settings.low_latency, "flushes": self._flushes,
+                "held_frames_max": self._held_max, "reorder": self._reorder, "sealed": self._sealed,
+                "muxer_flush": self._flusher is not None, "compressed_gaps": self._timeline.compressed}
+
+    # -- writing -----------------------------------------------------------------------
     def write(self, img: np.ndarray, frame_time: float | None = None) -> int:
         """Encode one frame.
 
@@ -323,11 +339,13 @@ class VideoChunkWriter:
         ------
         imgstore.errors.InvalidImageError
             Wrong shape or dtype.
+        imgstore.errors.InvalidFrameMetadataError
+            A frame time that is not finite, or a step forward the timestamps cannot hold
+            (nothing was written; the writer goes on).
         imgstore.errors.StoreWriteError
-            Encoding or writing failed (e.g. disk full) or the writer is closed.
+            Encoding or writing failed (e.g. disk full) or the writer is closed;
+            :class:`SealedChunkError` (nothing written) when it was :attr:`sealed`.
         """
-        if self._table is not None:
-            raise StoreWriteError(errno.EBADF, "video chunk writer is closed", self._path)
         img = np.asarray(img)
         if img.dtype != self._dtype:
             raise InvalidImageError(f"frame dtype {img.dtype} != {self._dtype}")
@@ -338,18 +356,30 @@ class VideoChunkWriter:
         if self._coded_h != self._height or self._coded_w != self._width:
             pad = ((0, self._coded_h - self._height), (0, self._coded_w - self._width))
             img = np.pad(img, pad + ((0, 0),) * (img.ndim - 2), mode="edge")
-        pts = self._next_timestamp(frame_time)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=self._input_format)
-        frame.pts = pts
-        frame.time_base = self._tb
-        if not self._color:
-            frame.color_range = 2
-        self._frame_pts.append(pts)
-        try:
-            self._mux(self._stream.encode(frame))
-        except (av.error.FFmpegError, OSError) as exc:
-            self._frame_pts.pop()
-            raise StoreWriteError(_errno_of(exc), f"cannot write frame: {exc}", self._path) from exc
+        with self._lock:
+            if self._sealed:
+                raise SealedChunkError(errno.EBADF, "video chunk writer finished its file early (sealed): "
+                                       "write the frame into a new chunk", self._path)
+            if self._table is not None:
+                raise StoreWriteError(errno.EBADF, "video chunk writer is closed", self._path)
+            pts, planned = self._timeline.plan(frame_time)  # may refuse the frame: nothing changed yet
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=self._input_format)
+            frame.pts = pts
+            frame.time_base = self._tb
+            if not self._color:
+                frame.color_range = 2
+            self._frame_pts.append(pts)
+            try:
+                self._mux(self._stream.encode(frame))
+            except (av.error.FFmpegError, OSError) as exc:
+                self._frame_pts.pop()
+                raise StoreWriteError(_errno_of(exc), f"cannot write frame: {exc}", self._path) from exc
+            self._timeline.commit(planned)
+            self._written_at.append(time.monotonic())
+            self._held_max = max(self._held_max, len(self._frame_pts) - len(self._packets))
+            if not self._buffering:
+                self._safe = self._recoverable()
+            self._arm()
         return pts * self._scale
 
     def _mux(self, packets: list[av.Packet]) -> None:
@@ -358,7 +388,7 @@ class VideoChunkWriter:
             dts = packet.dts
             # encoders derive dts from the pts of frames a few positions earlier, so a
             # dts far before the whole timeline is garbage
-            lowest = self._frame_pts[0] - 32 * self._max_step
+            lowest = self._frame_pts[0] - 32 * self._timeline.largest_step
             if dts is None or dts > pts or (self._last_dts is not None and dts <= self._last_dts) \
                     or dts < lowest:
                 # FFmpeg's libx265 wrapper hands out garbage dts (uninitialised, e.g.
@@ -375,28 +405,73 @@ class VideoChunkWriter:
                 self._first_dts = dts
             # keyed by the encoder-side pts (mux() may rebase the packet in place)
             self._packets[int(pts)] = bool(packet.is_keyframe)
+            # the reorder depth as the recovery measures it: earlier packets shown later
+            self._reorder = max(self._reorder, sum(1 for p in self._recent_pts if p > pts))
+            self._recent_pts.append(int(pts))
+            del self._recent_pts[:-_REORDER_WINDOW]
             self._container.mux(packet)
 
-    def close(self) -> dict[str, np.ndarray]:
-        """Flush the encoder, finish the file and return its frame table.
+    # -- the wall-clock bound ----------------------------------------------------------
+    def _recoverable(self) -> int:
+        """Frames a crash could not lose once the muxer has written out what it holds.
 
-        Returns
-        -------
-        dict of str to numpy.ndarray
-            ``'pts'`` (int64, stream time base, as a demuxer reports it for this file)
-            and ``'keyframe'`` (bool), one row per written frame in write order (which is
-            presentation order).  Store both in the chunk index and hand them back to
-            :class:`~.reader.VideoChunkReader`.  Calling ``close()`` again returns the same table.
-
-        Raises
-        ------
-        imgstore.errors.StoreWriteError
-            Flushing or finishing the file failed, or the file does not hold every frame.
+        A file cut short keeps the frames of its packets, less the last `reorder` ones
+        when the stream reorders (a recovery cannot tell them from frames before a hole).
         """
+        n = len(self._packets)
+        return max(0, n - self._reorder) if self._reorder else n
+
+    def _arm(self) -> None:
+        """Set the deadline thread to the moment the oldest frame not yet safe is due."""
+        if self._deadlines is not None and self._max_latency is not None:
+            pending = self._safe < len(self._written_at) and not self._sealed and self._table is None
+            self._deadlines.set_deadline(self._written_at[self._safe] + self._max_latency if pending else None)
+
+    def _on_deadline(self) -> None:
+        """The oldest frame not yet safe has waited `max_latency`: flush the muxer, or seal."""
+        with self._lock:
+            if self._table is not None or self._sealed or self._max_latency is None or self._closing:
+                return
+            due = bisect.bisect_right(self._written_at, time.monotonic() - self._max_latency)
+            if due > self._safe:
+                if self._flusher is not None and self._recoverable() >= due:
+                    ret = self._flusher.flush()
+                    self._flushes += 1
+                    if ret < 0:  # the write failed (disk full...): close() reports it
+                        _log.warning("%s: flushing the muxer failed (%d)", self._path, ret)
+                        self._seal()
+                        return
+                    self._safe = self._recoverable()
+                elif not self._buffering and self._recoverable() >= due:
+                    self._safe = self._recoverable()
+                else:
+                    # the encoder still holds a due frame (or the muxer cannot be flushed)
+                    self._seal()
+                    return
+            self._arm()
+
+    def _seal(self) -> None:
+        """Finish the file now (encoder drained, trailer written); close() returns its table."""
+        self._sealed = True
+        try:
+            self._finish()
+        except BaseException as exc:  # reported by close(); the frames written so far stay readable
+            self._seal_error = exc
+            _log.warning("%s: finishing the chunk early failed: %s", self._path, exc)
+        else:
+            _log.debug("%s: finished early after %d frames to keep them within %.2f s", self._path,
+                       len(self._frame_pts), self._max_latency)
+        self._safe = len(self._written_at)
+        self._arm()
+
+    def _finish(self) -> dict[str, np.ndarray]:
+        """Flush the encoder, write the trailer, build the table (see :meth:`close`)."""
         if self._table is not None:
             return self._table
+        self._closing = True  # whatever happens now, the deadline thread leaves the file alone
         try:
             self._mux(self._stream.encode(None))
+            self._flusher = None  # its AVFormatContext is freed by close()
             self._container.close()
         except (av.error.FFmpegError, OSError) as exc:
             self._abort()
@@ -412,6 +487,32 @@ class VideoChunkWriter:
             pts = self._mp4_timeline(pts, key)
         self._table = {"pts": pts, "keyframe": key}
         return self._table
+
+    def close(self) -> dict[str, np.ndarray]:
+        """Flush the encoder, finish the file and return its frame table.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``'pts'`` (int64, stream time base, as a demuxer reports it for this file)
+            and ``'keyframe'`` (bool), one row per written frame in write order (which is
+            presentation order).  Store both in the chunk index and hand them back to
+            :class:`~.reader.VideoChunkReader`.  Calling ``close()`` again returns the same table.
+
+        Raises
+        ------
+        imgstore.errors.StoreWriteError
+            Flushing or finishing the file failed (now, or when the writer was sealed), or
+            the file does not hold every frame.
+        """
+        with self._lock:
+            if self._deadlines is not None:
+                self._deadlines.stop()
+            if self._seal_error is not None and self._table is None:
+                err = self._seal_error
+                raise StoreWriteError(getattr(err, "errno", None) or errno.EIO,
+                                      f"finishing the chunk early failed: {err}", self._path) from err
+            return self._finish()
 
     def _mp4_timeline(self, pts: np.ndarray, key: np.ndarray) -> np.ndarray:
         """Apply the MP4 muxer's timeline shift and check it against the file."""
@@ -439,6 +540,7 @@ class VideoChunkWriter:
         return shifted
 
     def _abort(self) -> None:
+        self._flusher = None  # never flush a freed AVFormatContext
         with contextlib.suppress(Exception):  # already failing: keep the first error
             self._container.close()
 
