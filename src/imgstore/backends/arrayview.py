@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ArrayTooLargeError, FrameIndexError, FrameNotFoundError, MissingDependencyError
+from ..errors import ArrayTooLargeError, FrameIndexError, FrameNotFoundError, InvalidOptionError, MissingDependencyError
 from ..results import FrameBatch
 
 if TYPE_CHECKING:
     from ..frame_index import FrameIndex
     from ..results import Frame
+    from .contract import Backend
 
 __all__ = ["DEFAULT_MAX_ARRAY_BYTES", "ArrayView", "IndexPlan", "plan_indexing"]
 
@@ -142,6 +143,7 @@ class ArrayView:
         def to_dask(self, **kwargs: Any) -> Any: ...
 
         _frame_index: FrameIndex
+        _backend: Backend
         filename: str
         uuid: str | None
         format: str
@@ -155,6 +157,25 @@ class ArrayView:
     #: :class:`~imgstore.errors.ArrayTooLargeError` instead of filling the memory; set it on a
     #: store (``store.max_array_bytes = 16 * 2**30``) or slice the store, or use :meth:`to_dask`.
     max_array_bytes: int = DEFAULT_MAX_ARRAY_BYTES
+
+    @property
+    def frame_cache_mb(self) -> float:
+        """Size bound of the decoded-frame cache, in MiB (video stores; 256 by default).
+
+        A video store keeps the frames its decoders output, up to this size, shared by its
+        chunks: stepping backwards through a long GOP, or scrubbing back and forth over a
+        window, decodes each frame once (docs/performance.md). Set it on an open store
+        (``store.frame_cache_mb = 1024``; 0 keeps nothing); stores whose frames are files
+        keep no cache (0).
+        """
+        return self._backend.frame_cache_bytes / 2**20
+
+    @frame_cache_mb.setter
+    def frame_cache_mb(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(value) or value < 0:
+            raise InvalidOptionError(f"frame_cache_mb {value!r} must be a non-negative number of MiB")
+        self._backend.set_frame_cache_bytes(int(value * 2**20))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -262,6 +283,9 @@ class ArrayView:
             if indices.size and indices.dtype.kind not in "iu":
                 raise FrameIndexError(f"frame_indices must be integers, not {indices.dtype}")
             indices = indices.astype(np.int64, copy=False)
+            bad = (indices < -n) | (indices >= n)
+            if bad.any():  # named as given, before negative values are counted from the end
+                raise FrameIndexError(f"frame_index {int(indices[bad][0])} out of range for a store of {n} frames")
             indices = np.where(indices < 0, indices + n, indices)
         elif frame_numbers is not None:
             numbers = np.asarray(frame_numbers).reshape(-1)

@@ -220,6 +220,15 @@ class Backend(ABC):
             for position, row in zip(request.positions.tolist(), request.rows.tolist(), strict=True):
                 out[row] = self.read_frame(request.chunk_n, position)
 
+    @property
+    def frame_cache_bytes(self) -> int:
+        """Bound of the decoded-frame cache shared by this store's readers (0: none kept)."""
+        return 0
+
+    def set_frame_cache_bytes(self, max_bytes: int) -> None:
+        """Bound the decoded-frame cache (backends whose reads decode nothing keep none: ignored)."""
+        return None
+
     def close_readers(self) -> None:
         """Release open files and decoders."""
         return None

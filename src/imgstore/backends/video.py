@@ -346,6 +346,10 @@ class VideoBackend(Backend):
             self._frame_cache = pyav.FrameCache(size)
         return self._frame_cache
 
+    @property
+    def frame_cache_bytes(self) -> int:
+        return _pyav().DEFAULT_FRAME_CACHE_BYTES if self._frame_cache_bytes is None else self._frame_cache_bytes
+
     def set_frame_cache_bytes(self, max_bytes: int) -> None:
         """Bound the decoded-frame cache (0: no cache)."""
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
