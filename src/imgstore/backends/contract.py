@@ -161,6 +161,11 @@ class Backend(ABC):
         """Chunks the layout shows to be damaged beyond a missing index (e.g. an orphan index)."""
         return {}
 
+    def chunks_and_problems(self) -> tuple[list[tuple[int, str]], dict[int, str]]:
+        """:meth:`list_chunks` and :meth:`layout_problems` together, from one look at the folder
+        where the backend can (opening a store needs both)."""
+        return self.list_chunks(), self.layout_problems()
+
     # ------------------------------------------------------------------ writing
 
     @abstractmethod

@@ -241,9 +241,11 @@ class ChunkScanner:
                 return FreshnessKey(kind, token.size, token.mtime_ns, token.inode)
         return _NO_INDEX
 
-    def listing(self) -> list[ListedChunk]:
-        """Every chunk on disk, sorted, with the freshness key of its index."""
-        return [ListedChunk(n, base, self.freshness_key(base)) for n, base in sorted(self.backend.list_chunks())]
+    def listing(self, chunks: list[tuple[int, str]] | None = None) -> list[ListedChunk]:
+        """Every chunk on disk (or of ``chunks``, a :meth:`Backend.list_chunks` answer), sorted,
+        with the freshness key of its index."""
+        chunks = self.backend.list_chunks() if chunks is None else chunks
+        return [ListedChunk(n, base, self.freshness_key(base)) for n, base in sorted(chunks)]
 
     def read_table(self, chunk_n: int, base: str, keys: Sequence[str] = FRAME_MD,
                    quiet: bool = False, record: bool = True) -> dict[str, np.ndarray] | None:
@@ -334,11 +336,13 @@ class ChunkScanner:
         StateMismatch
             ``previous`` (read from a file) contradicts the disk: scan again without it.
         """
+        chunks = None
         if not quiet:
             self.damaged_chunks = {}
-            for chunk_n, why in sorted(self.backend.layout_problems().items()):
+            chunks, problems = self.backend.chunks_and_problems()
+            for chunk_n, why in sorted(problems.items()):
                 self._layout_problem(chunk_n, why)
-        return self._scan(previous, quiet)
+        return self._scan(previous, quiet, chunks)
 
     def _layout_problem(self, chunk_n: int, why: str) -> None:
         if self.strict:
@@ -363,12 +367,13 @@ class ChunkScanner:
             self.after_damage(result)
         return result.index
 
-    def _scan(self, previous: ScanState | None, quiet: bool) -> ScanResult:
+    def _scan(self, previous: ScanState | None, quiet: bool, chunks: list[tuple[int, str]] | None = None
+              ) -> ScanResult:
         if previous is not None and previous.digest is not None and self._distrust_saved:
             previous = None
         stat_time = time.time_ns()
         # keys first, reads after: a chunk changing in between is then seen as changed next time
-        listing = self.listing()
+        listing = self.listing(chunks)
         n = len(listing)
         kinds = np.fromiter((c.key.kind for c in listing), dtype=np.int64, count=n)
         matched = np.zeros(n, dtype=bool)

@@ -221,24 +221,32 @@ class VideoBackend(Backend):
         return local
 
     def list_chunks(self) -> list[tuple[int, str]]:
-        out = []
-        for entry in self.storage.list_dir(self.basedir):
-            stem, ext = os.path.splitext(entry.name)
-            n = ondisk.parse_chunk_name(stem)
-            if n is not None and ext == self.extension and entry.is_file:
-                out.append((n, self.storage.join(self.basedir, stem)))
-        return out
+        return self.chunks_and_problems()[0]
 
     def layout_problems(self) -> dict[int, str]:
-        # chunks are found by their video files: an index whose video is gone would go unnoticed
-        videos = {n for n, _ in self.list_chunks()}
-        problems = {}
+        return self.chunks_and_problems()[1]
+
+    def chunks_and_problems(self) -> tuple[list[tuple[int, str]], dict[int, str]]:
+        # one listing for both, names parsed without splitext (an open of 1 800 chunks listed the
+        # folder three times: 36 of its 50 ms)
+        videos: dict[int, str] = {}
+        indexes: dict[int, str] = {}
+        ext = self.extension
         for entry in self.storage.list_dir(self.basedir):
-            stem, ext = os.path.splitext(entry.name)
-            n = ondisk.parse_chunk_name(stem)
-            if n is not None and ext in ondisk.INDEX_SUFFIXES and n not in videos:
-                problems[n] = f"index {entry.name} has no video file {stem}{self.extension}"
-        return problems
+            name = entry.name
+            stem, dot, suffix = name.rpartition(".")
+            if not dot or not stem.isdigit() or not stem.isascii():
+                continue
+            if "." + suffix == ext:
+                if entry.is_file:
+                    videos[int(stem)] = stem
+            elif "." + suffix in ondisk.INDEX_SUFFIXES:
+                indexes[int(stem)] = name
+        chunks = [(n, self.storage.join(self.basedir, stem)) for n, stem in videos.items()]
+        # chunks are found by their video files: an index whose video is gone would go unnoticed
+        problems = {n: f"index {name} has no video file {name.rpartition('.')[0]}{ext}"
+                    for n, name in indexes.items() if n not in videos}
+        return chunks, problems
 
     # ------------------------------------------------------------------ writing
 
