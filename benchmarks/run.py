@@ -175,10 +175,14 @@ def _loadavg() -> str:
         return "?"
 
 
-def worker_env() -> dict:
+def worker_env(lib: str) -> dict:
     env = dict(os.environ)
     env.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     env.pop("PYTHONPATH", None)  # each venv sees only its own imgstore
+    if lib == "ours":
+        # this checkout's imgstore (IMGSTORE_SRC to override), not whichever one our venv has
+        # installed (an editable install may point at another worktree)
+        env["PYTHONPATH"] = os.environ.get("IMGSTORE_SRC", os.path.join(os.path.dirname(HERE), "src"))
     return env
 
 
@@ -229,7 +233,7 @@ class Bench:
         self.pythons = pythons
         self.libs = [lib for lib in LIBS if lib in args.libs]
         self.work = os.path.abspath(args.work)
-        self.env = worker_env()
+        self.env = {lib: worker_env(lib) for lib in LIBS}
         self.warnings: list = []
         self.raw: dict = {}
 
@@ -243,7 +247,7 @@ class Bench:
                 if not tasks:
                     continue
                 t0 = time.monotonic()
-                res = run_batch(self.pythons[lib], tasks, f"{label} {lib} rep {rep}", self.env)
+                res = run_batch(self.pythons[lib], tasks, f"{label} {lib} rep {rep}", self.env[lib])
                 log(f"{label}: {lib} rep {rep}: {len(tasks)} tasks in {time.monotonic() - t0:.1f} s")
                 out[lib].append(res)
         self.raw[label] = out
@@ -253,7 +257,7 @@ class Bench:
         meta = {}
         for lib in self.libs:
             res = run_batch(self.pythons[lib], [{"id": "info", "kind": "info", "timeout": 120}],
-                            f"info {lib}", self.env)["info"]
+                            f"info {lib}", self.env[lib])["info"]
             meta[lib] = res
         return meta
 
@@ -548,7 +552,7 @@ class Bench:
                 "copies": copies, "n_random": 50, "seed": 1234, "time_cap": self.p.time_cap,
                 "rep_time": 0.3 if self.p.name == "quick" else 1.0,
                 "timeout": self.p.time_cap * 3 * (len(videos) + 1) + 120}
-        res = run_batch(self.pythons["ours"], [task], "physical", self.env)["physical"]
+        res = run_batch(self.pythons["ours"], [task], "physical", self.env["ours"])["physical"]
         rows = []
         for key, label, note in rows_meta:
             cell = res.get(key, {"error": err(res) or "missing"}) if isinstance(res, dict) else {"error": "missing"}

@@ -3,9 +3,11 @@
 Stepping backwards through a long GOP (a viewer, napari, a person pressing the left arrow)
 would otherwise decode from the keyframe again for every step: at keyframe interval 250
 that is up to 249 frames decoded per frame shown.  A :class:`~.reader.VideoChunkReader`
-given a cache puts every frame its decoders output into it, so the frames decoded on the
-way to a target are there when the next step goes back, and scrubbing back and forth over
-a window decodes it once.
+given a cache, once it sees a step back, decodes the window before the target (up to 3/4
+of the cache) and puts every frame its decoders output into it, so the next steps back find
+them there, and scrubbing back and forth over a window decodes it once.  Reads that do not
+step back (forward, random, batches) look frames up but put none: a cached frame keeps its
+buffer out of FFmpeg's pool, and fresh buffers cost page faults on every frame.
 
 The cache holds the decoder's own frames (``av.VideoFrame``, YUV: 1.5 bytes per pixel for
 4:2:0, half of what BGR arrays take), not arrays: nothing a caller gets can change a
