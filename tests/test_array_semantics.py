@@ -147,6 +147,9 @@ def test_errors_name_the_bad_value(stores):
         store[1.5]
     with pytest.raises(FrameIndexError, match="too many indices"):
         store[0, 0, 0, 0]
+    for key in (slice(None, None, 0), (0, slice(2, 4, 0)), (slice(None), 0, slice(None, None, 0))):
+        with pytest.raises(FrameIndexError, match=r"slice step cannot be zero.*slice\(.*0\)"):
+            store[key]
     err = FrameIndexError("x")
     assert isinstance(err, ImgStoreError) and isinstance(err, IndexError)
 

@@ -124,20 +124,23 @@ def test_bitflip_short(tmp_path, fmt):
     assert sum(outcomes.values()) == 6
 
 
-@pytest.mark.parametrize("fmt", formats())
-def test_payload_flip_is_caught(tmp_path, fmt):
-    """A byte flipped in the middle of the first chunk's frames is always caught (never harmless)."""
-    pristine = write_store(str(tmp_path / "pristine"), fmt)
-    expected = read_all(pristine)
-    payload = sorted(p for p in os.listdir(pristine) if p.startswith("000000") and not p.endswith(
-        (".npz", ".json")))[0]
-    target = os.path.join(pristine, payload)
-    if os.path.isdir(target):
-        target = os.path.join(target, f"000005.{fmt}")
-    flip(target, os.path.getsize(target) * 2 // 3, 0x01)
+def payload_middle(path: str) -> int:
+    """The offset of a byte in the middle of the frame data: of a frame file, of a video chunk's largest packet."""
+    if not path.endswith(tuple(f".{ext}" for ext in ("mkv", "mp4", "avi"))):
+        return os.path.getsize(path) * 2 // 3
+    import av
+
+    with av.open(path) as container:
+        largest = max((p for p in container.demux(container.streams.video[0]) if p.size), key=lambda p: p.size)
+        # a demuxer's pos may point at the block header before the data (Matroska, AVI)
+        return int(largest.pos) + largest.size * 2 // 3
+
+
+def read_outcomes(path: str, expected: dict[int, tuple[np.ndarray, float]], fmt: str) -> list[str]:
+    """Read every frame by number; the names of the errors raised (a frame returned must be exact)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", imgstore.ImgStoreWarning)
-        with imgstore.new_for_filename(pristine) as s:
+        with imgstore.new_for_filename(path) as s:
             outcomes = []
             for fn, (img, _) in expected.items():
                 try:
@@ -146,7 +149,43 @@ def test_payload_flip_is_caught(tmp_path, fmt):
                     outcomes.append(type(exc).__name__)
                     continue
                 np.testing.assert_array_equal(got, img, err_msg=f"{fmt}: frame #{fn} silently wrong")
-    assert outcomes, f"{fmt}: a damaged frame read as if intact"
+    return outcomes
+
+
+def first_payload(path: str, fmt: str) -> str:
+    payload = sorted(p for p in os.listdir(path) if p.startswith("000000") and not p.endswith((".npz", ".json")))[0]
+    target = os.path.join(path, payload)
+    return os.path.join(target, f"000005.{fmt}") if os.path.isdir(target) else target
+
+
+@pytest.mark.parametrize("fmt", formats())
+def test_payload_flip_is_caught(tmp_path, fmt):
+    """A byte flipped in the middle of a frame's data is always caught (never harmless)."""
+    pristine = write_store(str(tmp_path / "pristine"), fmt)
+    expected = read_all(pristine)
+    target = first_payload(pristine, fmt)
+    flip(target, payload_middle(target), 0x01)
+    outcomes = read_outcomes(pristine, expected, fmt)
+    assert "ChunkCorruptError" in outcomes, f"{fmt}: a damaged frame read as if intact ({outcomes})"
+
+
+@pytest.mark.parametrize("fmt", [f for f in formats() if f in VIDEO_FORMATS and f != "mjpeg/avi"])
+def test_codec_header_flip_is_caught(tmp_path, fmt):
+    """A byte flipped in a video chunk's codec header (SPS/PPS...) fails every frame of the chunk by name."""
+    import av
+
+    pristine = write_store(str(tmp_path / "pristine"), fmt)
+    expected = read_all(pristine)
+    target = first_payload(pristine, fmt)
+    with av.open(target) as container:
+        header = bytes(container.streams.video[0].codec_context.extradata or b"")
+    assert header, f"{fmt} was expected to have a codec header"
+    with open(target, "rb") as f:
+        at = f.read().find(header)
+    assert at > 0, f"{fmt}: the codec header is not stored verbatim in {target}"
+    flip(target, at + len(header) // 2, 0x01)
+    outcomes = read_outcomes(pristine, expected, fmt)
+    assert outcomes.count("ChunkCorruptError") == CHUNKSIZE, f"{fmt}: {outcomes}"
 
 
 @pytest.mark.slow

@@ -90,6 +90,32 @@ def test_flipped_byte_in_a_frame_file(tmp_path, capsys, fmt):
     assert "chunk 2: corrupt: frame_index 47 (frame_number 47)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("fmt", ["h264/mkv", "avc1/mp4", "ffv1/mkv"])
+def test_flipped_byte_in_a_video_packet(tmp_path, capsys, fmt):
+    """A byte flipped in one frame's packet: that frame, and those decoded from it, are reported corrupt."""
+    import av
+
+    path = make_store(str(tmp_path / fmt.replace("/", "-")), fmt)
+    video = os.path.join(path, "000002." + fmt.split("/")[1])
+    with av.open(video) as container:
+        packets = sorted((p for p in container.demux(container.streams.video[0]) if p.size), key=lambda p: p.pts)
+        target = packets[7]  # frame_index 47
+        offset = int(target.pos) + target.size * 2 // 3
+    flip_byte(video, offset)
+    report = verify_mod.verify(path, workers=1)
+    [problem] = report.problems
+    assert (problem.kind, problem.chunk) == ("corrupt", 2)
+    if fmt == "ffv1/mkv":  # intra only: that frame alone
+        assert (problem.first, problem.last) == (47, 47)
+    else:
+        # B-frames shown before it are decoded after it, and frames after it in the GOP from it
+        assert 40 < problem.first <= 47 <= problem.last <= 59
+    assert "the packet of frame 7" in problem.detail and "fails its checksum" in problem.detail
+    assert report.chunks[0].ok and report.chunks[1].ok
+    assert verify.main([path, "-q"]) == 1
+    assert f"chunk 2: corrupt: frame_index {problem.first}" in capsys.readouterr().out
+
+
 def test_flipped_byte_without_checksums_is_found_by_the_decoder_only(tmp_path):
     """A store as imgstore 0.4 writes it (no checksums): damage the decoder notices is still reported."""
     path = make_store(str(tmp_path / "png"), "png")

@@ -114,19 +114,34 @@ def test_damaged_journal_record_keeps_the_good_records(tmp_path):
             assert assert_extra_names_its_frames(s) == list(range(12))
 
 
-def test_frames_without_journal_record_are_kept_aside(tmp_path):
-    """A chunk whose journal holds no record but whose folder holds a frame: set aside, not deleted."""
+@pytest.mark.parametrize("frames_in_folder", [1, 2])
+def test_frames_without_journal_record(tmp_path, frames_in_folder):
+    """A chunk whose journal holds no record: its one frame file is the frame being written when the
+    writer died (payload first, journal second: never acknowledged) and goes; more than that is data
+    no journal describes, set aside, never deleted."""
     path, _ = crashed_store(tmp_path, point="frame-journaled:11")  # frame 10, the first of chunk 2
-    journal = os.path.join(path, "000002", "index.journal")
+    folder = os.path.join(path, "000002")
+    journal = os.path.join(folder, "index.journal")
     with open(journal, "r+b") as f:  # as if killed before the record was written
         f.truncate(journal_header_length(journal))
-    for name in os.listdir(os.path.join(path, "000002")):
+    for name in os.listdir(folder):
         if name.endswith(".extra.jsonl"):
-            os.unlink(os.path.join(path, "000002", name))
-    assert os.path.exists(os.path.join(path, "000002", "000000.npy"))
+            os.unlink(os.path.join(folder, name))
+    assert sorted(os.listdir(folder)) == ["000000.npy", "index.journal"]
+    if frames_in_folder == 2:
+        with open(os.path.join(folder, "000000.npy"), "rb") as src, open(os.path.join(folder, "000001.npy"),
+                                                                          "wb") as dst:
+            dst.write(src.read())
     report = repair(path)
-    assert report.moved == ["damaged/000002"] and not report.dropped
-    assert os.path.exists(os.path.join(path, "damaged", "000002", "000000.npy"))
+    if frames_in_folder == 1:
+        assert report.dropped == [2] and report.moved == [] and report.clean
+        assert any("being written when the writer died" in a for a in report.actions), report.actions
+        assert not os.path.exists(folder)
+    else:
+        assert report.moved == ["damaged/000002"] and not report.dropped and not report.clean
+        assert os.path.exists(os.path.join(path, "damaged", "000002", "000001.npy"))
+    with quiet_open(path) as store:
+        assert store.frame_numbers.tolist() == list(range(10))
 
 
 # ------------------------------------------------------------------------------ extra data

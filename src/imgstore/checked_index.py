@@ -58,6 +58,7 @@ class CheckedFrameIndex(FrameIndex):
             raise ValueError("one digest per chunk is needed")
         self._digests: np.ndarray | None = digests
         self._verified = np.zeros(len(digests), dtype=bool)
+        self._unverified = len(digests)
         self._origin = origin
         self.on_damage = on_damage
 
@@ -111,7 +112,12 @@ class CheckedFrameIndex(FrameIndex):
     # ------------------------------------------------------------------ the checks
 
     def _check_frames(self, frame_indices: np.ndarray) -> None:
-        if self._digests is None or not len(frame_indices):
+        if self._digests is None or not self._unverified or not len(frame_indices):
+            return  # every read pays this test only, once each chunk was checked
+        if len(frame_indices) == 1:
+            row = int(np.searchsorted(self.chunk_starts, frame_indices[0], side="right")) - 1
+            if not self._verified[row]:
+                self._verify_rows(np.array([row]))
             return
         rows = np.searchsorted(self.chunk_starts, frame_indices, side="right") - 1
         self._verify_rows(np.unique(rows))
@@ -150,6 +156,7 @@ class CheckedFrameIndex(FrameIndex):
             if frames_digest(self._frame_number[a:b], self._frame_time[a:b]) != int(self._digests[row]):
                 self._damaged(f"the frames of chunk {int(self.chunk_numbers[row])} fail their checksum")
             self._verified[row] = True
+            self._unverified -= 1
 
     def _damaged(self, why: str) -> None:
         message = f"{self._origin} is damaged: {why}"

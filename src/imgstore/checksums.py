@@ -15,9 +15,13 @@ import xxhash
 __all__ = ["frames_digest", "payload_digest"]
 
 
-def payload_digest(data: Any) -> int:
-    """The checksum of one frame's payload (a frame file's bytes, an encoded packet) as an unsigned 64-bit int."""
-    return xxhash.xxh3_64_intdigest(data)
+def payload_digest(data: Any, seed: int = 0) -> int:
+    """The checksum of one frame's payload (a frame file's bytes, an encoded packet) as an unsigned 64-bit int.
+
+    `seed` binds it to what decoding the payload also depends on (a video stream's codec
+    header: see :func:`imgstore.backends.pyav.frame_table.packet_digest_seed`).
+    """
+    return xxhash.xxh3_64_intdigest(data, seed)
 
 
 def frames_digest(frame_number: np.ndarray, frame_time: np.ndarray) -> int:

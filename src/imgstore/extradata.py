@@ -80,18 +80,26 @@ class ExtraDataWriter:
         self._storage = storage
         self._file: AppendFile | None = None
         self._lines: list[str] = []
+        self._nbytes = 0
 
     @property
     def n_records(self) -> int:
         """Number of records written to this chunk."""
         return len(self._lines)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the records written to this chunk (what :meth:`finalize` writes again)."""
+        return self._nbytes
+
     def append(self, line: str) -> None:
         """Append one encoded record (see :func:`encode_extra_record`)."""
         if self._file is None:
             self._file = self._storage.open_append(self.journal_path)
-        self._file.append((line + "\n").encode("utf-8"))
+        encoded = (line + "\n").encode("utf-8")
+        self._file.append(encoded)
         self._lines.append(line)
+        self._nbytes += len(encoded)
 
     def finalize(self) -> None:
         """Write ``<base>.extra.json`` (the reference's format) and drop the JSON lines."""
@@ -118,6 +126,7 @@ class ExtraDataWriter:
         for p in (self.journal_path, self.final_path):
             self._storage.remove(p)
         self._lines.clear()
+        self._nbytes = 0
 
 
 def read_extra_lines(path: str, *, storage: Storage = LOCAL) -> tuple[list[dict[str, Any]], list[int]]:

@@ -95,7 +95,7 @@ def plan_indexing(key: Any, shape: tuple[int, ...]) -> IndexPlan:
     try:
         # numpy checks the whole key on a free stand-in of the store (zero strides: no frame decoded)
         np.broadcast_to(np.zeros((), np.uint8), shape)[tuple(entries)]
-    except IndexError as exc:
+    except (IndexError, ValueError) as exc:  # out of range, wrong type; a zero slice step
         raise FrameIndexError(f"{exc}: store of shape {shape} indexed with {key!r}") from None
     return IndexPlan(frames, tuple(split))
 
@@ -103,6 +103,8 @@ def plan_indexing(key: Any, shape: tuple[int, ...]) -> IndexPlan:
 def _plan_first_axis(entry: Any, n: int, shape: tuple[int, ...], key: Any) -> tuple[np.ndarray, Any]:
     """(frames to read, the entry that replaces ``entry`` on their stack)."""
     if isinstance(entry, slice):
+        if entry.step == 0:
+            raise FrameIndexError(f"slice step cannot be zero: store of shape {shape} indexed with {key!r}")
         picked = np.arange(n)[entry]
         if entry.step is not None and entry.step < 0:
             return picked[::-1], slice(None, None, -1)

@@ -473,7 +473,7 @@ class ImgStore(ArrayView, StoreInfo, Upkeep, ReferencePrivates):
             return
         try:
             if self._session is not None:
-                self._session.finish_chunk(last=True)
+                self._session.close()
                 # the writer holds the lock, so the index cache it leaves cannot race another writer
                 index_cache.write_after_close(self._scanner, self._storage, self._basedir, self._cache_identity())
                 if save_index:

@@ -192,6 +192,15 @@ class Backend(ABC):
     def open_chunk_writer(self, chunk_n: int) -> ChunkWriter:
         """Prepare chunk ``chunk_n`` to receive frames."""
 
+    def finish_reserve_bytes(self, frame_bytes: int) -> int:
+        """Disk space kept free for finishing an open chunk beyond its index and extra data.
+
+        Writers holding frames in memory (a video encoder) need room to write them out when
+        the disk fills (see :mod:`imgstore.backends.disk_guard`); ``frame_bytes`` is the size
+        of one raw frame.
+        """
+        return 0
+
     @abstractmethod
     def remove_chunk_payload(self, chunk_n: int) -> None:
         """Delete the frame payload of chunk ``chunk_n`` (its index is removed by the caller)."""
@@ -254,6 +263,14 @@ class Backend(ABC):
     def recover_chunk(self, chunk_n: int, table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Given a crashed chunk's journal, return the part whose frames are really on disk."""
         return table
+
+    def payload_frame_count(self, chunk_n: int) -> int | None:
+        """How many frames chunk ``chunk_n``'s payload holds, None when that cannot be told.
+
+        After a crash it tells the frame being written when the writer died (payload written,
+        journal record not: never acknowledged) from frames a journal should have described.
+        """
+        return None
 
     def chunk_has_payload(self, chunk_n: int) -> bool:
         """False if chunk ``chunk_n`` provably holds no frame data (created, then the writer died).

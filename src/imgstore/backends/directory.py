@@ -163,11 +163,14 @@ class DirectoryBackend(Backend):
         return {k: v[:n] for k, v in table.items()}
 
     def chunk_has_payload(self, chunk_n: int) -> bool:
+        return self.payload_frame_count(chunk_n) != 0  # None: cannot tell, let the caller report the chunk
+
+    def payload_frame_count(self, chunk_n: int) -> int | None:
         # frame files are '<position><ext>'; '.partial' leftovers of an interrupted write are not frames
         try:
-            return any(e.name.endswith(self.extension) for e in self.storage.list_dir(self.payload_path(chunk_n)))
+            return sum(e.name.endswith(self.extension) for e in self.storage.list_dir(self.payload_path(chunk_n)))
         except OSError:
-            return True  # cannot tell: let the caller report the chunk
+            return None
 
     # ------------------------------------------------------------------ reading
 

@@ -63,6 +63,8 @@ def read_extra_data(backend: Backend, ignore_corrupt_chunks: bool = False,
                 if frame_numbers is not None and path.endswith(ondisk.EXTRA_JOURNAL_SUFFIX):
                     records = _with_their_frames(path, records, frame_numbers)
                 df = pd.DataFrame(records)
+        except Warning:
+            raise  # a warning turned into an error by the caller's filters is not damage
         except Exception as exc:
             if ignore_corrupt_chunks:
                 warnings.warn(f"extra data {path} is corrupt: {exc}", ImgStoreWarning, stacklevel=3)

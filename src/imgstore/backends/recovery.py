@@ -34,6 +34,7 @@ from ..errors import ChunkReadError, IndexCorruptError, StoreWriteError
 from ..ondisk import StoreMetadata
 from ..storage import PARTIAL_SUFFIX
 from .contract import Backend
+from .disk_guard import RESERVE_FILENAME
 from .writing import remove_chunk_files
 
 __all__ = ["RecoveryLog", "finish_chunks", "has_unfinished_chunks"]
@@ -238,13 +239,19 @@ class _Finisher:
         self.frames.add(writer_n, np.asarray(table["frame_number"]), home=base)
         kept_extra = self._extra(chunk_n, base, journaled=True, dry_count=True)
         if n == 0 and kept_extra == 0:
-            if self.backend.chunk_has_payload(chunk_n):
+            payload = self.backend.chunk_has_payload(chunk_n)
+            # a frame's payload is written before its journal record: one frame and not a single
+            # record is the frame being written when the writer died, never acknowledged
+            in_flight = payload and journaled == 0 and not contents.damaged_records \
+                and self.backend.payload_frame_count(chunk_n) == 1
+            if payload and not in_flight:
                 self.frames.forget_last()
                 self._set_aside_chunk(chunk_n, base, "its payload holds data no journal record describes",
                                       writer_n=writer_n)
             else:
                 self._extra(chunk_n, base, journaled=True)  # lines that cannot be placed are kept aside
-                self._drop(chunk_n, base, "no recoverable frame")
+                self._drop(chunk_n, base, "its only frame was being written when the writer died (never "
+                                          "acknowledged)" if in_flight else "no recoverable frame")
             return
         what = f"write the index of chunk {chunk_n} from its journal ({n} frames"
         if n < journaled:
@@ -439,6 +446,10 @@ class _Finisher:
                 if entry.name.endswith(PARTIAL_SUFFIX) and entry.is_file:
                     # the temporary file of a write that never completed: never acknowledged
                     self.log.do(f"remove the unfinished temporary file {path}",
+                                functools.partial(storage.remove, path))
+                elif folder == basedir and entry.name == RESERVE_FILENAME and entry.is_file:
+                    # space a writer kept for finishing its chunk (it did not close): no data
+                    self.log.do(f"remove the disk space reserve {path} of a writer that did not close",
                                 functools.partial(storage.remove, path))
                 else:
                     suffix = next((s for s in _STRAY_SUFFIXES if entry.name.endswith(s)), None)

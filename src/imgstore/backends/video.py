@@ -45,6 +45,9 @@ _BATCH_WORKERS = max(1, min(os.cpu_count() or 1, _MAX_OPEN_READERS - 1))
 #: wall-clock seconds after which a frame add_image took is in its video file, safe from a
 #: SIGKILL (the guarantee is 1 s: the rest is for the drain; docs/reliability.md)
 MAX_LATENCY_S = 0.5
+#: disk space kept for finishing a video chunk when the disk fills (docs/reliability.md)
+_RESERVE_MIN_BYTES = 4 << 20
+_RESERVE_MAX_BYTES = 64 << 20
 
 
 #: frame rates a chunk can be encoded at (frames/s): 0.001 is one frame in 17 minutes
@@ -265,6 +268,11 @@ class VideoBackend(Backend):
                                           frame_interval=self.recent_frame_interval(), **options)
         return _VideoChunkWriter(self, writer)
 
+    def finish_reserve_bytes(self, frame_bytes: int) -> int:
+        # the encoder's delay (<= 16 frames for x264/x265 defaults), the muxer's cluster or
+        # fragment and the trailer; compressed frames are smaller than raw ones
+        return min(_RESERVE_MAX_BYTES, max(_RESERVE_MIN_BYTES, 16 * int(frame_bytes)))
+
     def recent_frame_interval(self) -> float | None:
         """Wall-clock seconds between the latest frames (a high percentile, and the time since
         the last one: a chunk opened after a pause expects a pause; infinite after a chunk its
@@ -335,13 +343,17 @@ class VideoBackend(Backend):
                 "pts": on_disk["pts"][:n], "keyframe": on_disk["keyframe"][:n]}
 
     def chunk_has_payload(self, chunk_n: int) -> bool:
+        # an unreadable file (None) may still hold frames a person can rescue
+        return self.payload_frame_count(chunk_n) != 0
+
+    def payload_frame_count(self, chunk_n: int) -> int | None:
         token = self.storage.stat_token(self.payload_path(chunk_n))
         if token is None or token.size == 0:
-            return False  # the muxer writes nothing before the first encoded packet
+            return 0  # the muxer writes nothing before the first encoded packet
         try:
-            return len(_pyav().build_frame_table(self._local_payload(chunk_n))["pts"]) > 0
-        except Exception:  # an unreadable file may still hold frames a person can rescue
-            return True
+            return len(_pyav().build_frame_table(self._local_payload(chunk_n))["pts"])
+        except Exception:
+            return None
 
     # ------------------------------------------------------------------ reading
 

@@ -37,11 +37,19 @@ from ..imageops import check_encoding
 from ..ondisk import STORE_MD_FILENAME, StoreMetadata
 from ..storage import Storage
 from .contract import Backend, ChunkFinishedEarly, ChunkWriter
+from .disk_guard import DiskFullSoon, DiskGuard
 
 __all__ = ["WriteSession", "check_frame_metadata", "plan_new_store", "prepare_folder", "remove_chunk_files",
            "remove_store_files"]
 
 log = logging.getLogger("imgstore")
+
+#: bytes a frame may add beyond its raw size (a PNG of noise, TIFF tags, journal record)
+_FRAME_OVERHEAD_BYTES = 8192
+#: a chunk index's bytes per frame (frame_number, frame_time, payload_xxh3, pts, keyframe
+#: uncompressed in the npz) and per chunk (zip and npy headers), with margin
+_INDEX_BYTES_PER_FRAME = 64
+_INDEX_BYTES_FIXED = 64 * 1024
 
 #: names in a store folder that belong to a store (chunks, their indexes, journals, extra data)
 _CHUNK_ENTRY = re.compile(r"[0-9]+(\..*)?")
@@ -197,6 +205,9 @@ class WriteSession:
         self._journal: ondisk.ChunkJournal | None = None
         self._failure: BaseException | None = None
         self._warned_cast = False
+        self._guard: DiskGuard | None = None
+        #: the open chunk was finished before the disk filled: nothing more is written
+        self._stopped = False
         self.open_chunk_n = 0
         self.chunks_closed: list[int] = []
         self.frame_count = 0
@@ -223,7 +234,29 @@ class WriteSession:
             self.frame_min, self.frame_max = resume.frame_min, resume.frame_max
             self.time_first, self.time_last = resume.frame_time_min, resume.frame_time_max
             self.backend.resume_after(resume.frame_time)
+        self._start_guard()
+        self._stopped = False
         self._open_chunk(first_chunk)
+
+    def _start_guard(self) -> None:
+        if self._guard is not None:
+            self._guard.release()
+        shape = self.smd.imgshape if np.prod(self.smd.imgshape) >= np.prod(self.input_shape) else self.input_shape
+        raw = int(np.prod(shape)) * max(np.dtype(self.smd.imgdtype).itemsize, self.input_dtype.itemsize)
+        self._guard = DiskGuard(self.storage, self.basedir, frame_bytes=raw + raw // 16 + _FRAME_OVERHEAD_BYTES,
+                                reserve_bytes=self.backend.finish_reserve_bytes(raw))
+        self._guard.start()
+
+    def _pending_bytes(self) -> int:
+        """Bytes still to be written to finish the open chunk (its index; extra data written again)."""
+        n = len(self._table["frame_number"])
+        return _INDEX_BYTES_FIXED + _INDEX_BYTES_PER_FRAME * n + 2 * self._extra.nbytes
+
+    def close(self) -> None:
+        """Finish the open chunk, giving it the reserved disk space first."""
+        if self._guard is not None:
+            self._guard.release()
+        self.finish_chunk(last=True)
 
     def _open_chunk(self, chunk_n: int) -> None:
         self.open_chunk_n = chunk_n
@@ -252,6 +285,8 @@ class WriteSession:
 
     def finish_chunk(self, last: bool) -> None:
         """Close the open chunk: payload, index (atomically), extra data, journal."""
+        if self._stopped:
+            return  # finished when the disk filled
         n = len(self._table["frame_number"])
         base = self.backend.chunk_base(self.open_chunk_n)
         writer, self._writer = self._writer, None
@@ -289,6 +324,8 @@ class WriteSession:
 
     def abandon(self) -> None:
         """Let go of open files without finishing anything (the chunk stays journaled, as after a crash)."""
+        if self._guard is not None:
+            self._guard.release()
         self._writer = None
         if self._journal is not None:
             self._journal.close()
@@ -307,7 +344,6 @@ class WriteSession:
         for chunk_n, base in self.backend.list_chunks():
             remove_chunk_files(self.backend, chunk_n, base)
         self.frame_number, self.frame_time = float("nan"), float("nan")
-
 
     # ------------------------------------------------------------------ frames
 
@@ -348,8 +384,15 @@ class WriteSession:
                           ImgStoreWarning, stacklevel=4)
         return cast
 
-    def check_no_failure(self) -> None:
+    def check_no_failure(self, frame_number: int | None = None) -> None:
         """Raise if an earlier write failed (the session then only closes)."""
+        if self._failure is not None and self._stopped:
+            refused = "" if frame_number is None else f"frame_number {frame_number} was not stored; "
+            raise StoreWriteError(
+                errno.ENOSPC,
+                f"store {self.basedir!r} refuses further writes: recording stopped before the disk filled "
+                f"({getattr(self._failure, 'strerror', None) or self._failure}); {refused}the {self.frame_count} "
+                f"frames before it are kept: close() the store, make room, then append with mode='a'")
         if self._failure is not None:
             raise StoreWriteError(
                 getattr(self._failure, "errno", None) or errno.EIO,
@@ -362,9 +405,14 @@ class WriteSession:
         img = self.check_image(img)
         if self._convert is not None:
             img = self._convert(img)
-        self.check_no_failure()
+        self.check_no_failure(fn)
         if self._writer is None or self._journal is None:
             raise StoreWriteError(errno.EIO, f"store {self.basedir!r} has no open chunk (a failed chunk change)")
+        if self._guard is not None:
+            try:
+                self._guard.check(self._pending_bytes())
+            except DiskFullSoon as exc:
+                self._stop_before_full(exc, fn)
         try:
             try:
                 extra = self._writer.write(img, fn, ft) or {}
@@ -390,15 +438,45 @@ class WriteSession:
         if len(table["frame_number"]) >= self.smd.chunksize:
             try:
                 self._next_chunk()
-            except StoreWriteError as exc:
+            except Exception as exc:
                 # this frame is stored (journaled), so add_image returns as promised; the failed
                 # chunk change stops the session: the next write raises, close() tries it again
                 log.error("%s: changing from chunk %d failed: %s", self.basedir, self.open_chunk_n, exc)
 
+    def _stop_before_full(self, exc: DiskFullSoon, frame_number: int) -> None:
+        """The disk is about to fill: finish the open chunk into the reserve, refuse the frame."""
+        assert self._guard is not None
+        self._guard.release()
+        stored = self.frame_count
+        try:
+            self.finish_chunk(last=True)
+        except BaseException as finish_exc:
+            # close() tries again; the frames journaled so far stay recoverable meanwhile
+            self._failure = finish_exc
+            raise StoreWriteError(errno.ENOSPC, f"{exc.strerror}; finishing chunk {self.open_chunk_n} "
+                                                f"failed too: {finish_exc}", self.basedir) from finish_exc
+        self._stopped = True
+        self._failure = exc
+        raise StoreWriteError(errno.ENOSPC, f"{exc.strerror}: frame_number {frame_number} was not stored; the "
+                                            f"{stored} frames before it are (recording stopped: close() the "
+                                            f"store)", self.basedir) from exc
+
     def _next_chunk(self) -> None:
         """Close the open chunk and open the next (a failure latches: only close() is left)."""
         try:
+            if self._guard is not None:
+                # finishing a video chunk drains its encoder: the reserve is for that
+                self._guard.release()
             self.finish_chunk(last=False)
+            if self._guard is not None:
+                try:
+                    self._guard.start()
+                except StoreWriteError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    # no room left to finish another chunk: stop here, with every frame finished
+                    self._stopped = True
+                    raise
             self._open_chunk(self.open_chunk_n + 1)
         except BaseException as exc:
             self._failure = exc

@@ -31,11 +31,28 @@ from typing import Any
 
 import av
 import av.error
+import av.video.stream
 import numpy as np
 
+from ...checksums import payload_digest
 from ...errors import ChunkReadError, IndexCorruptError
 
-__all__ = ["FRAME_TABLE_KEYS", "build_frame_table", "check_table", "close_input", "open_input"]
+__all__ = ["FRAME_TABLE_KEYS", "PACKET_DIGESTS", "build_frame_table", "check_table", "close_input", "open_input",
+           "packet_digest_seed"]
+
+#: the frame-table key of each frame's packet checksum, as the demuxer returns the packet
+#: (see imgstore.backends.payload_checks)
+PACKET_DIGESTS = "payload_xxh3"
+
+
+def packet_digest_seed(stream: av.video.stream.VideoStream) -> int:
+    """The seed of a stream's packet checksums: the digest of its codec header (SPS/PPS...).
+
+    A packet decodes to its frame only with the header it was encoded with, so damage to
+    the header fails every packet's checksum rather than changing frames unnoticed.
+    """
+    extradata = stream.codec_context.extradata
+    return payload_digest(extradata) if extradata else 0
 
 _log = logging.getLogger(__name__)
 

@@ -28,13 +28,10 @@ import numpy as np
 from ...checksums import payload_digest
 from ...errors import ChunkCorruptError, ChunkReadError, FrameIndexError
 from .frame_cache import FrameCache, frame_nbytes
-from .frame_table import build_frame_table, check_table, close_input, open_input
+from .frame_table import PACKET_DIGESTS, build_frame_table, check_table, close_input, open_input, packet_digest_seed
 from .pixels import BgrConverter, GreyConverter
 
 __all__ = ["PACKET_DIGESTS", "VideoChunkReader"]
-
-#: the frame-table key of each frame's packet checksum (see imgstore.backends.payload_checks)
-PACKET_DIGESTS = "payload_xxh3"
 
 _log = logging.getLogger(__name__)
 
@@ -45,8 +42,8 @@ _CAP_FRAME_THREADS = 1 << 12
 class _Lane:
     """One demuxer + decoder of a chunk and the position it will output next."""
 
-    __slots__ = ("adaptive", "cc", "container", "cursor", "eof", "fresh", "packets", "pending", "stream",
-                 "threaded", "used")
+    __slots__ = ("adaptive", "cc", "container", "cursor", "digest_seed", "eof", "fresh", "packets", "pending",
+                 "stream", "threaded", "used")
 
     def __init__(self) -> None:
         # the open demuxer and decoder, None while closed (every use follows an open)
@@ -61,6 +58,7 @@ class _Lane:
         self.threaded = False  # the decoder uses frame threading
         self.adaptive = False  # its threading follows the access pattern
         self.used = 0  # when it last served a read
+        self.digest_seed = 0  # seed of the packet checksums (the stream's codec header)
 
     def close(self) -> None:
         if self.container is not None:
@@ -222,6 +220,7 @@ class VideoChunkReader:
         lane.container = container
         lane.stream = container.streams.video[0]
         lane.cc = lane.stream.codec_context
+        lane.digest_seed = packet_digest_seed(lane.stream) if self._digests is not None else 0
         lane.eof = False
         self.stats["opens"] += 1
         cc = lane.cc
@@ -519,7 +518,14 @@ class VideoChunkReader:
         cc = lane.cc
         pts = packet.pts
         if self._digests is not None and packet.size:
-            self._check_packet(packet, pts)
+            try:
+                self._check_packet(packet, pts, lane.digest_seed)
+            except ChunkCorruptError:
+                # the decoder never sees the packet: frames after it cannot be decoded on
+                # from this lane (they would reference a frame it lacks); the next read seeks
+                lane.cursor = None
+                lane.pending.clear()
+                raise
         if self._can_skip:
             # frames before the target that nothing else references need not be
             # decoded (the non-reference B-frames of an x264 GOP)
@@ -536,13 +542,13 @@ class VideoChunkReader:
         if drain and pts == target and packet.size:
             self._drain(lane)
 
-    def _check_packet(self, packet: av.Packet, pts: int | None) -> None:
+    def _check_packet(self, packet: av.Packet, pts: int | None, seed: int) -> None:
         """Raise :class:`ChunkCorruptError` unless the packet's bytes are those written for its frame."""
         assert self._digests is not None
         position = int(np.searchsorted(self._pts, pts)) if pts is not None else -1
         if not 0 <= position < len(self._pts) or self._pts[position] != pts:
             return  # not a frame of the table: the pts check reports what is missing
-        got = payload_digest(packet)
+        got = payload_digest(packet, seed)
         want = int(self._digests[position])
         if got != want:
             raise ChunkCorruptError(

@@ -27,10 +27,11 @@ import av
 import av.error
 import numpy as np
 
+from ...checksums import payload_digest
 from ...errors import InvalidImageError, StoreWriteError, UnsupportedFormatError
 from .encoding import encoder_settings
 from .formats import DEFAULT_FPS, VideoFormatSpec, coded_size, get_format_spec
-from .frame_table import build_frame_table, close_input, open_input
+from .frame_table import PACKET_DIGESTS, build_frame_table, close_input, open_input, packet_digest_seed
 from .latency import DeadlineThread, MuxerFlush
 from .timeline import Timeline
 
@@ -41,6 +42,8 @@ __all__ = ["SealedChunkError", "VideoChunkWriter"]
 _BUFFERING_MUXERS = frozenset({"matroska", "mp4"})
 #: encoded packets compared with each new one for the reorder depth (as the recovery does)
 _REORDER_WINDOW = 64
+#: errors of the file system, not of the encoder's settings
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES, errno.EPERM})
 
 _log = logging.getLogger(__name__)
 
@@ -219,6 +222,8 @@ class VideoChunkWriter:
             self._container.start_encoding()
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self._abort()
+            if _errno_of(exc, 0) in _WRITE_ERRNOS:  # writing the header failed (disk full...)
+                raise StoreWriteError(_errno_of(exc), f"cannot write video chunk header: {exc}", self._path) from exc
             raise UnsupportedFormatError(
                 f"cannot encode {spec.name} {self._pix_fmt} {self._coded_h}x{self._coded_w}: {exc}"
             ) from exc
@@ -483,9 +488,13 @@ class VideoChunkWriter:
         if len(self._packets) != len(self._frame_pts):
             raise StoreWriteError(errno.EIO, "encoder produced extra frames", self._path)
         pts = np.asarray(self._frame_pts, np.int64) * self._scale
-        if self._spec.muxer == "mp4" and pts.size:
-            pts = self._mp4_timeline(pts, key)
-        self._table = {"pts": pts, "keyframe": key}
+        table = {"pts": pts, "keyframe": key}
+        if pts.size:
+            # one demux of the file just written (measured: see docs/reliability.md, "Checksums")
+            table["pts"], digests = self._read_back(pts)
+            if digests is not None:
+                table[PACKET_DIGESTS] = digests
+        self._table = table
         return self._table
 
     def close(self) -> dict[str, np.ndarray]:
@@ -514,30 +523,42 @@ class VideoChunkWriter:
                                       f"finishing the chunk early failed: {err}", self._path) from err
             return self._finish()
 
-    def _mp4_timeline(self, pts: np.ndarray, key: np.ndarray) -> np.ndarray:
-        """Apply the MP4 muxer's timeline shift and check it against the file."""
-        # FFmpeg's fragmented MP4 makes the first decode timestamp 0 (tfdt cannot be
-        # negative), shifting every pts by -first_dts.  Verify on the first fragment
-        # rather than trust it: the first packets (decode order) must carry shifted pts.
-        shifted = pts - int(self._first_dts or 0) * self._scale
+    def _read_back(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Demux the finished file once: the pts a reader will see and each frame's packet checksum.
+
+        The checksums are taken from the file as a reader demuxes it, not from the encoder:
+        Matroska and MP4 rewrite H.264/H.265 packets (start codes become length prefixes).
+        FFmpeg's fragmented MP4 makes the first decode timestamp 0 (tfdt cannot be negative),
+        shifting every pts by -first_dts; the file shows whether it did.
+        """
+        shift = int(self._first_dts or 0) * self._scale if self._spec.muxer == "mp4" else 0
+        expected = (pts - shift).tolist()
         container = open_input(self._path)
         if container is None:
-            raise StoreWriteError(errno.EIO, "finished MP4 chunk holds no frame", self._path)
+            raise StoreWriteError(errno.EIO, "finished video chunk holds no frame", self._path)
+        seen: dict[int, int] = {}
         try:
-            seen: list[int] = []
-            for packet in container.demux(container.streams.video[0]):
-                if packet.size == 0 or len(seen) >= min(len(pts), 64):
-                    break
-                seen.append(int(packet.pts))  # type: ignore[arg-type]  # demuxed MP4 packets have pts
+            stream = container.streams.video[0]
+            seed = packet_digest_seed(stream)
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    seen[int(packet.pts)] = payload_digest(packet, seed)
         finally:
             close_input(container)
-        if not seen or min(seen) != shifted[0] or not set(seen) <= set(shifted.tolist()):
-            # unknown muxer behaviour: fall back to the (slower) full demux
+        if len(seen) != len(expected) or not all(p in seen for p in expected):
+            if self._spec.muxer != "mp4":
+                _log.warning("%s: the finished file's packets do not match the frames written: no checksums "
+                             "recorded", self._path)
+                return pts, None
+            # unknown muxer behaviour: take the timeline from a full frame table
             table = build_frame_table(self._path)
             if len(table["pts"]) != len(pts):
                 raise StoreWriteError(errno.EIO, "MP4 chunk does not hold every frame", self._path)
-            return table["pts"]
-        return shifted
+            expected = table["pts"].tolist()
+            if not all(p in seen for p in expected):
+                return table["pts"], None
+        digests = np.fromiter((seen[p] for p in expected), dtype=np.uint64, count=len(expected))
+        return np.asarray(expected, dtype=np.int64), digests
 
     def _abort(self) -> None:
         self._flusher = None  # never flush a freed AVFormatContext
