@@ -107,6 +107,7 @@ class VideoBackend(Backend):
         self._writer_options: dict[str, Any] = {}
         self._readers: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._readers_lock = threading.Lock()  # batch reads open readers from worker threads
+        self._batch_chunks: collections.Counter[int] = collections.Counter()  # chunks batch workers read
         self._frame_cache: Any = None  # pyav.FrameCache, made on first read
         self._frame_cache_bytes: int | None = None  # None: pyav.DEFAULT_FRAME_CACHE_BYTES
         # frame times of the latest frames written, for estimated_fps()
@@ -407,9 +408,11 @@ class VideoBackend(Backend):
         except Exception as exc:
             raise ChunkReadError(f"cannot open video chunk {path}: {exc}") from None
         self._readers[chunk_n] = reader
-        while len(self._readers) > _MAX_OPEN_READERS:
-            _, old = self._readers.popitem(last=False)
-            old.close()
+        # the least recently used readers are closed, never one a batch worker is reading with
+        # (a batch over more chunks than _MAX_OPEN_READERS keeps them open until it is done)
+        idle = [n for n in self._readers if n not in self._batch_chunks and n != chunk_n]
+        for n in idle[:max(0, len(self._readers) - _MAX_OPEN_READERS)]:
+            self._readers.pop(n).close()
         return reader
 
     def read_frame(self, chunk_n: int, position: int) -> np.ndarray:
@@ -427,8 +430,17 @@ class VideoBackend(Backend):
             return
 
         def read(request: ChunkRequest) -> None:
-            # single-threaded decoders: the other workers use the other cores
-            self._reader(request.chunk_n).read_many(request.positions, out, request.rows, threaded=False)
+            with self._readers_lock:
+                self._batch_chunks[request.chunk_n] += 1
+                reader = self._open_reader(request.chunk_n)
+            try:
+                # single-threaded decoders: the other workers use the other cores
+                reader.read_many(request.positions, out, request.rows, threaded=False)
+            finally:
+                with self._readers_lock:
+                    self._batch_chunks[request.chunk_n] -= 1
+                    if not self._batch_chunks[request.chunk_n]:
+                        del self._batch_chunks[request.chunk_n]
 
         # the biggest shares first, so that no core is left with a long one at the end
         ordered = sorted(requests, key=lambda r: -len(r.positions))
