@@ -102,9 +102,10 @@ class VideoChunkReader:
         1: strictly single-threaded.  0 (one per core) or N > 1: frame+slice threading
         whatever the size and access pattern.
     cache : FrameCache, optional
-        Where every decoded frame is kept (shared by the readers of a store) and looked
-        up before decoding, under ``(cache_key, position)``: stepping backwards and
-        scrubbing over a window decode once (see :mod:`.frame_cache`).
+        Decoded frames shared by the readers of a store, under ``(cache_key, position)``:
+        looked up before decoding, filled while reads step backwards (the window before
+        the target), so that stepping backwards and scrubbing over a window decode once
+        (see :mod:`.frame_cache`).
     cache_key : hashable, optional
         This chunk's key in `cache` (default: the path).
 
