@@ -294,7 +294,7 @@ def test_batch_over_more_chunks_than_open_readers(tmp_path):
     """Workers on two cores read 12 chunks: a reader in use is never closed to make room."""
     need("h264/mkv")
     path = write(str(tmp_path / "s"), "h264/mkv", 240, chunksize=20, keyframe_interval=10)
-    asked = list(range(239, -1, -3)) + [0, 239]
+    asked = [*range(239, -1, -3), 0, 239]
     with imgstore.new_for_filename(path) as s:
         for _ in range(3):
             check_batch(s, s.get_frames(asked), asked)
