@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+import peers
+
 LIBS = ("ours", "reference")
 
 #: The reference's published figures on a 2-core machine (640x480 grey).
@@ -357,6 +359,8 @@ def render(data: dict) -> str:
     lines += index_table(data.get("week"), "Week-long store (7 days at 30 frames/s)")
     lines += fixture_table(data.get("fixtures", []))
     lines += physical_table(data.get("physical"))
+    if data.get("peers"):
+        lines += peers.section(data["peers"])
     lines += detail_table(data["cases"])
     if data.get("warnings"):
         lines += ["## Warnings", ""] + [f"- {_md_escape(w)}" for w in data["warnings"]] + [""]

@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import layout  # noqa: E402
+import peers  # noqa: E402
 import report  # noqa: E402
 from workers import log, run_batch  # noqa: E402
 
@@ -174,10 +175,14 @@ def _loadavg() -> str:
         return "?"
 
 
-def worker_env() -> dict:
+def worker_env(lib: str) -> dict:
     env = dict(os.environ)
     env.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     env.pop("PYTHONPATH", None)  # each venv sees only its own imgstore
+    if lib == "ours":
+        # this checkout's imgstore (IMGSTORE_SRC to override), not whichever one our venv has
+        # installed (an editable install may point at another worktree)
+        env["PYTHONPATH"] = os.environ.get("IMGSTORE_SRC", os.path.join(os.path.dirname(HERE), "src"))
     return env
 
 
@@ -228,7 +233,7 @@ class Bench:
         self.pythons = pythons
         self.libs = [lib for lib in LIBS if lib in args.libs]
         self.work = os.path.abspath(args.work)
-        self.env = worker_env()
+        self.env = {lib: worker_env(lib) for lib in LIBS}
         self.warnings: list = []
         self.raw: dict = {}
 
@@ -242,7 +247,7 @@ class Bench:
                 if not tasks:
                     continue
                 t0 = time.monotonic()
-                res = run_batch(self.pythons[lib], tasks, f"{label} {lib} rep {rep}", self.env)
+                res = run_batch(self.pythons[lib], tasks, f"{label} {lib} rep {rep}", self.env[lib])
                 log(f"{label}: {lib} rep {rep}: {len(tasks)} tasks in {time.monotonic() - t0:.1f} s")
                 out[lib].append(res)
         self.raw[label] = out
@@ -252,7 +257,7 @@ class Bench:
         meta = {}
         for lib in self.libs:
             res = run_batch(self.pythons[lib], [{"id": "info", "kind": "info", "timeout": 120}],
-                            f"info {lib}", self.env)["info"]
+                            f"info {lib}", self.env[lib])["info"]
             meta[lib] = res
         return meta
 
@@ -547,7 +552,7 @@ class Bench:
                 "copies": copies, "n_random": 50, "seed": 1234, "time_cap": self.p.time_cap,
                 "rep_time": 0.3 if self.p.name == "quick" else 1.0,
                 "timeout": self.p.time_cap * 3 * (len(videos) + 1) + 120}
-        res = run_batch(self.pythons["ours"], [task], "physical", self.env)["physical"]
+        res = run_batch(self.pythons["ours"], [task], "physical", self.env["ours"])["physical"]
         rows = []
         for key, label, note in rows_meta:
             cell = res.get(key, {"error": err(res) or "missing"}) if isinstance(res, dict) else {"error": "missing"}
@@ -591,8 +596,10 @@ def parse_args(argv=None):
     ap.add_argument("--rebuild-reference-venv", action="store_true")
     ap.add_argument("--libs", default="ours,reference", help="comma list: ours, reference (default both)")
     ap.add_argument("--reps", type=int, default=None, help="repeats per library (default 2)")
-    ap.add_argument("--skip", default="", help="comma list of phases to skip: fixtures,index,week,physical")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: fixtures,index,week,physical,peers")
     ap.add_argument("--keep-work", action="store_true", help="keep written stores after the run")
+    ap.add_argument("--peers-venv", default=os.path.join(HERE, ".venv-peers"),
+                    help="venv of the peers phase (torchcodec, decord, PyAV, OpenCV; made on first use)")
     args = ap.parse_args(argv)
     args.libs = [x.strip() for x in args.libs.split(",") if x.strip()]
     args.skip = {x.strip() for x in args.skip.split(",") if x.strip()}
@@ -647,6 +654,11 @@ def main(argv=None) -> int:
     if profile.week_frames and "week" not in args.skip:
         week = bench.index_phase(profile.week_frames, profile.week_lookups_ref, images_per_chunk=2, label="week")
     physical = None if "physical" in args.skip or "ours" not in args.libs else bench.physical_phase(cases)
+    peer_data = None
+    if "peers" not in args.skip and "ours" in args.libs:
+        # the same read workloads through other video readers (benchmarks/peers.py)
+        peer_data = peers.run_phase(quick=args.quick, reps=profile.reps, work=os.path.join(bench.work, "peers"),
+                                    peers_venv=os.path.abspath(args.peers_venv))
 
     meta["duration_s"] = time.monotonic() - t0
     meta["machine"]["load_end"] = _loadavg()
@@ -654,7 +666,8 @@ def main(argv=None) -> int:
             "cases": [{"key": c.key, "title": c.title, "size": c.size.key, "fmt": c.fmt, "gop": c.gop,
                        "written_by": c.written_by, "store": c.store, "notes": c.notes, "metrics": c.metrics,
                        "raw": c.raw} for c in cases],
-            "fixtures": fixtures, "index": index, "week": week, "physical": physical, "warnings": bench.warnings}
+            "fixtures": fixtures, "index": index, "week": week, "physical": physical, "peers": peer_data,
+            "warnings": bench.warnings}
     data["goals"], data["published"] = report.evaluate(data, quick=args.quick)
     markdown = report.render(data)
 

@@ -94,6 +94,9 @@ class CheckedFrameIndex(FrameIndex):
     def metadata_at(self, frame_index: int) -> tuple[int, float]:
         return self._retry(super().metadata_at, frame_index)
 
+    def metadata_of(self, frame_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._retry(super().metadata_of, frame_indices)
+
     def find_number(self, frame_number: Any) -> int:
         return self._retry(super().find_number, frame_number)
 

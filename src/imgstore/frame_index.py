@@ -92,6 +92,12 @@ class FrameIndex:
         self._check_frames(np.array([frame_index]))
         return int(self._frame_number[frame_index]), float(self._frame_time[frame_index])
 
+    def metadata_of(self, frame_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(frame_number, frame_time)`` arrays of many frames (``frame_indices`` checked by the caller)."""
+        frame_indices = np.asarray(frame_indices, dtype=np.int64)
+        self._check_frames(np.unique(frame_indices))
+        return self._frame_number[frame_indices], self._frame_time[frame_indices]
+
     def __len__(self) -> int:
         return int(self.chunk_starts[-1])
 
@@ -154,6 +160,15 @@ class FrameIndex:
         i = self.check_index(frame_index)
         k = int(np.searchsorted(self.chunk_starts, i, side="right")) - 1
         return int(self.chunk_numbers[k]), i - int(self.chunk_starts[k])
+
+    def locate_many(self, frame_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(chunk row, position in chunk)`` arrays of valid frame_index values (vectorised).
+
+        The chunk row ``r`` is chunk number ``chunk_numbers[r]``, starting at ``chunk_starts[r]``.
+        """
+        frame_indices = np.asarray(frame_indices, dtype=np.int64)
+        rows = np.searchsorted(self.chunk_starts, frame_indices, side="right") - 1
+        return rows, frame_indices - self.chunk_starts[rows]
 
     @property
     def sorted_views_known(self) -> tuple[bool, bool]:

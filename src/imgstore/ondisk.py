@@ -39,6 +39,7 @@ from typing import Any, cast
 import numpy as np
 import yaml
 
+from . import stored_npz
 from ._lock import STORE_LOCK_FILENAME as STORE_LOCK_FILENAME
 from .bounded import load_yaml
 from .errors import (
@@ -421,7 +422,10 @@ def read_chunk_index(path: str, keys: Sequence[str] = FRAME_MD, *, storage: Stor
     never loaded.
     """
     try:
-        if path.endswith(".npz"):
+        fast = _read_local_npz(path, keys, storage) if path.endswith(".npz") else None
+        if fast is not None:
+            raw = fast
+        elif path.endswith(".npz"):
             # through a file object: only the members asked for are read (ranges, when remote)
             with storage.open_read(path) as f, np.load(f, allow_pickle=False) as npz:
                 raw = {k: npz[k] for k in keys if k in npz.files}
@@ -452,6 +456,22 @@ def read_chunk_index(path: str, keys: Sequence[str] = FRAME_MD, *, storage: Stor
             f"{path}: frame_number has {len(out['frame_number'])} entries but frame_time has {len(out['frame_time'])}"
         )
     return out
+
+
+#: chunk indexes larger than this are read member by member (np.load), not whole
+_WHOLE_NPZ_LIMIT = 64 << 20
+
+
+def _read_local_npz(path: str, keys: Sequence[str], storage: Storage) -> dict[str, np.ndarray] | None:
+    """A local chunk index written by np.savez, read whole and parsed directly (5x faster than
+    np.load: see imgstore.stored_npz); None when it is remote, large or anything but plain."""
+    if storage.local_path(path) is None:
+        return None
+    try:
+        data = storage.read_bytes(path, limit=_WHOLE_NPZ_LIMIT)
+    except OSError:
+        return None  # np.load reports what is wrong
+    return stored_npz.read_members(data, keys)
 
 
 def write_chunk_index(base: str, arrays: Mapping[str, np.ndarray], smd: StoreMetadata | None = None,

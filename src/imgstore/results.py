@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Frame", "FrameMetadata"]
+__all__ = ["Frame", "FrameBatch", "FrameMetadata"]
 
 
 class FrameMetadata(NamedTuple):
@@ -41,3 +41,16 @@ class Frame(NamedTuple):
     def frame_time(self) -> float:
         """When it was taken, in seconds since the epoch."""
         return self.metadata.frame_time
+
+
+class FrameBatch(NamedTuple):
+    """Frames read together (:meth:`~imgstore.backends.base.ImgStore.get_frames`), in the order asked for.
+
+    ``images[k]`` is the frame at ``frame_index[k]``, whose metadata is ``frame_number[k]``
+    and ``frame_time[k]``.
+    """
+
+    images: np.ndarray
+    frame_index: np.ndarray
+    frame_number: np.ndarray
+    frame_time: np.ndarray

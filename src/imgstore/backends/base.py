@@ -41,6 +41,7 @@ from ..ondisk import FRAME_MD, STORE_INDEX_FILENAME, STORE_MD_FILENAME, StoreMet
 from ..results import Frame, FrameMetadata
 from ..storage import LOCAL, LocalStorage, Storage
 from .arrayview import ArrayView
+from .batch import read_batch
 from .compat import ReferencePrivates
 from .contract import Backend
 from .info import StoreInfo
@@ -372,6 +373,14 @@ class ImgStore(ArrayView, StoreInfo, Upkeep, ReferencePrivates):
             self._cursor = int(frame_index)
             self.frame_number, self.frame_time = meta
         return Frame(img, meta)
+
+    def _read_many(self, frame_indices: np.ndarray) -> np.ndarray:
+        """The frames at valid frame_index values in this order (repeats allowed), stacked."""
+        self._require_mode("r", "reading frames")
+        out = np.empty((len(frame_indices), *self.image_shape), dtype=self._output_dtype())
+        convert = self._decode if (self._smd.encoding and self._decoding()) else None
+        read_batch(self._backend, self._frame_index, frame_indices, out, convert)
+        return out
 
     def get_next_image(self) -> Frame:
         """The frame after the last one read; raises ``EOFError`` after the last frame."""

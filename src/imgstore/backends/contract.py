@@ -29,18 +29,27 @@ through :mod:`imgstore.backends.registry`; adding one is one module and one regi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from ..ondisk import StoreMetadata
 from ..storage import Storage
 
-__all__ = ["Backend", "ChunkFinishedEarly", "ChunkWriter", "FrameConverter"]
+__all__ = ["Backend", "ChunkFinishedEarly", "ChunkRequest", "ChunkWriter", "FrameConverter"]
 
 #: a conversion applied to every image before it is written (``+color`` formats) or after it is read
 FrameConverter = Callable[[np.ndarray], np.ndarray]
+
+
+class ChunkRequest(NamedTuple):
+    """One chunk's share of a batch read: strictly increasing ``positions`` in chunk ``chunk_n``,
+    and the ``rows`` of the output their frames go to."""
+
+    chunk_n: int
+    positions: np.ndarray
+    rows: np.ndarray
 
 
 class ChunkFinishedEarly(Exception):
@@ -152,6 +161,11 @@ class Backend(ABC):
         """Chunks the layout shows to be damaged beyond a missing index (e.g. an orphan index)."""
         return {}
 
+    def chunks_and_problems(self) -> tuple[list[tuple[int, str]], dict[int, str]]:
+        """:meth:`list_chunks` and :meth:`layout_problems` together, from one look at the folder
+        where the backend can (opening a store needs both)."""
+        return self.list_chunks(), self.layout_problems()
+
     # ------------------------------------------------------------------ writing
 
     @abstractmethod
@@ -207,6 +221,27 @@ class Backend(ABC):
     @abstractmethod
     def read_frame(self, chunk_n: int, position: int) -> np.ndarray:
         """The stored image at ``position`` in chunk ``chunk_n`` (before encoding conversion)."""
+
+    def read_batch(self, requests: Sequence[ChunkRequest], out: np.ndarray) -> None:
+        """Write each request's frames into ``out``: ``out[rows[k]]`` = the frame at ``positions[k]``.
+
+        Each request is one chunk's share of a batch (:mod:`~imgstore.backends.batch`), its
+        positions strictly increasing. The default reads them one by one with
+        :meth:`read_frame`; backends with costlier reads plan them (a video backend decodes
+        each GOP's span once, several chunks at a time).
+        """
+        for request in requests:
+            for position, row in zip(request.positions.tolist(), request.rows.tolist(), strict=True):
+                out[row] = self.read_frame(request.chunk_n, position)
+
+    @property
+    def frame_cache_bytes(self) -> int:
+        """Bound of the decoded-frame cache shared by this store's readers (0: none kept)."""
+        return 0
+
+    def set_frame_cache_bytes(self, max_bytes: int) -> None:
+        """Bound the decoded-frame cache (backends whose reads decode nothing keep none: ignored)."""
+        return None
 
     def close_readers(self) -> None:
         """Release open files and decoders."""

@@ -18,6 +18,8 @@ Modules, each importing only those listed before it:
 
 ``formats``
     :class:`VideoFormatSpec`, the table :data:`VIDEO_FORMATS` and size helpers (no PyAV).
+``frame_cache``
+    :class:`FrameCache`, the bounded cache of decoded frames a store's readers share.
 ``pixels``
     decoded frames to BGR / grey arrays.
 ``frame_table``
@@ -37,15 +39,18 @@ defaults chosen here.
 from __future__ import annotations
 
 from .formats import DEFAULT_FPS, VIDEO_FORMATS, VideoFormatSpec, coded_size, get_format_spec, written_size
+from .frame_cache import DEFAULT_FRAME_CACHE_BYTES, FrameCache
 from .frame_table import FRAME_TABLE_KEYS, build_frame_table
-from .probe import available_video_formats, is_video_format_available
+from .probe import available_video_formats, is_video_format_available, is_video_format_listed
 from .reader import VideoChunkReader
 from .writer import SealedChunkError, VideoChunkWriter
 
 __all__ = [
     "DEFAULT_FPS",
+    "DEFAULT_FRAME_CACHE_BYTES",
     "FRAME_TABLE_KEYS",
     "VIDEO_FORMATS",
+    "FrameCache",
     "SealedChunkError",
     "VideoChunkReader",
     "VideoChunkWriter",
@@ -55,5 +60,6 @@ __all__ = [
     "coded_size",
     "get_format_spec",
     "is_video_format_available",
+    "is_video_format_listed",
     "written_size",
 ]

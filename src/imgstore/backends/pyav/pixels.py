@@ -108,8 +108,8 @@ class GreyConverter:
         self._reformatter = reformatter
         self._grey_method: dict[tuple[str, int], int] = {}
 
-    def __call__(self, frame: av.VideoFrame, h: int, w: int) -> np.ndarray:
-        """The grey pixels of `frame` cropped to `h` x `w` (no larger than the frame), a new array."""
+    def __call__(self, frame: av.VideoFrame, h: int, w: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The grey pixels of `frame` cropped to `h` x `w` (no larger than the frame), a new array or `out`."""
         fh, fw = frame.height, frame.width
         fmt = frame.format.name
         key = (fmt, int(frame.color_range))
@@ -118,6 +118,9 @@ class GreyConverter:
             method = self._grey_method[key] = self._choose_grey(fmt, key[1])
         if method == _GREY_CONVERT:
             arr = self._reformatter.reformat(frame, format="gray", threads=1).to_ndarray()
+            if out is not None:
+                out[...] = arr[:h, :w]
+                return out
             return np.ascontiguousarray(arr[:h, :w]) if (fh != h or fw != w) else arr
         # the Y plane as it sits in the decoder's buffer (rows padded to line_size)
         plane = frame.planes[0]
@@ -125,7 +128,10 @@ class GreyConverter:
         buf = np.frombuffer(plane, dtype=dt)  # type: ignore[call-overload]  # a plane is a buffer
         rows = buf.reshape(-1, plane.line_size // dt.itemsize)[:h, :w]
         if method == _GREY_LUT:
-            return _LIMITED_TO_FULL[rows]  # fancy indexing makes the copy
+            return _LIMITED_TO_FULL.take(rows, out=out) if out is not None else _LIMITED_TO_FULL[rows]
+        if out is not None:
+            out[...] = rows
+            return out
         return rows.copy()
 
     @staticmethod

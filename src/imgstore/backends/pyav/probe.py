@@ -25,19 +25,31 @@ from .formats import VIDEO_FORMATS, get_format_spec
 from .reader import VideoChunkReader
 from .writer import VideoChunkWriter
 
-__all__ = ["available_video_formats", "is_video_format_available"]
+__all__ = ["available_video_formats", "is_video_format_available", "is_video_format_listed"]
 
 _log = logging.getLogger(__name__)
 
 _probe_lock = threading.Lock()
 
 
+def is_video_format_listed(fmt: str) -> bool:
+    """Whether this FFmpeg build lists the codecs and the muxer of format `fmt` (no probe).
+
+    The write path checks only this: probing writes and decodes four chunks per format
+    (0.2 s for all formats in a fresh process, measured on 2 cores, the fixed cost of
+    every short store a new process writes), while a build that lists a codec it cannot
+    use makes the chunk writer itself fail, naming the format.
+    """
+    spec = get_format_spec(fmt)
+    needed = {spec.codec, spec.color_codec or spec.codec}
+    return needed <= av.codecs_available and spec.muxer in av.formats_available
+
+
 @functools.cache
 def _probe(fmt: str) -> bool:
     """Write two tiny grey and colour chunks in `fmt` and read them back exactly."""
     spec = VIDEO_FORMATS[fmt]
-    needed = {spec.codec, spec.color_codec or spec.codec}
-    if not needed <= av.codecs_available or spec.muxer not in av.formats_available:
+    if not is_video_format_listed(fmt):
         return False
     tmpdir = tempfile.mkdtemp(prefix="imgstore-probe-")
     try:

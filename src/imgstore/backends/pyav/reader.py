@@ -17,7 +17,7 @@ import collections
 import errno
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import av
@@ -27,6 +27,7 @@ import numpy as np
 
 from ...checksums import payload_digest
 from ...errors import ChunkCorruptError, ChunkReadError, FrameIndexError
+from .frame_cache import FrameCache, frame_nbytes
 from .frame_table import (
     PACKET_DIGESTS,
     Opener,
@@ -113,6 +114,13 @@ class VideoChunkReader:
         read by range requests); `path` then only names it.  Each decoder lane opens its own.
     size : int, optional
         The chunk's size in bytes (with `opener`; None: from the file system).
+    cache : FrameCache, optional
+        Decoded frames shared by the readers of a store, under ``(cache_key, position)``:
+        looked up before decoding, filled while reads step backwards (the window before
+        the target), so that stepping backwards and scrubbing over a window decode once
+        (see :mod:`.frame_cache`).
+    cache_key : hashable, optional
+        This chunk's key in `cache` (default: the path).
 
     Notes
     -----
@@ -135,6 +143,9 @@ class VideoChunkReader:
     MAX_LANES = 4
     #: a seek opens another lane only for targets at least this far after their keyframe
     LANE_MIN_RUN = 32
+    #: a read at most this many frames before the previous one is a step back (scrubbing):
+    #: the frames before it are kept in the frame cache for the next steps
+    STEP_BACK = 16
 
     def __init__(
         self,
@@ -147,9 +158,13 @@ class VideoChunkReader:
         threads: int | None = None,
         opener: Opener | None = None,
         size: int | None = None,
+        cache: FrameCache | None = None,
+        cache_key: Hashable | None = None,
     ) -> None:
         self._path = os.fspath(path)
         self._opener = opener
+        self._cache = cache
+        self._cache_key = self._path if cache_key is None else cache_key
         self._color = bool(color)
         self._height = None if height is None else int(height)
         self._width = None if width is None else int(width)
@@ -186,6 +201,14 @@ class VideoChunkReader:
         #: threading switch), frames decoded, switches between single-threaded and
         #: frame-threaded decoding, and the most lanes open at once
         self.stats = {"seeks": 0, "retries": 0, "opens": 0, "decoded": 0, "mode_switches": 0, "lanes": 0}
+        self._batch_threads: bool | None = None  # threading asked for by read_many
+        # frames from this pts on are decoded (and cached) even if nothing references them
+        self._keep_from_pts = 0
+        # frames decoded go to the cache only while reads step back and forth over a window: a
+        # cached frame keeps its buffer from FFmpeg's pool, so caching every frame made the
+        # decoder page-fault fresh buffers (a 100-frame batch at keyframe 250 took 170 ms, now 80)
+        self._scrubbing = False
+        self._frame_bytes = 1  # decoded size of a frame (known after the first)
         self._reset_pattern()
         if n:
             self._open_lane(None, threaded=False)
@@ -325,6 +348,18 @@ class VideoChunkReader:
         position = int(position)
         if not 0 <= position < n:
             raise FrameIndexError(f"position {position} outside 0..{n - 1} of {self._path}")
+        cached = self._cached(position)
+        if cached is not None:
+            self._run = self._run + 1 if (self._last is not None and position == self._last + 1) else 0
+            self._last = position
+            return self._to_array(cached)
+        return self._to_array(self._decode_position(position))
+
+    def _cached(self, position: int) -> av.VideoFrame | None:
+        return None if self._cache is None else self._cache.get((self._cache_key, position))
+
+    def _decode_position(self, position: int, drain: bool | None = None) -> av.VideoFrame:
+        """Decode the frame at `position`; `drain` None: decided from the access history."""
         if not self._lanes:
             self._open_lane(None, threaded=False)
         target = int(self._pts[position])
@@ -338,13 +373,26 @@ class VideoChunkReader:
         # holds back (~2 frames for x264); a drained decoder cannot go on, so the
         # first jump after forward reading does not drain, nor does a read far into a
         # long GOP when lanes keep decoders there
-        drain = jump and self._prev_jump and (self._max_lanes == 1 or position - kf < self.LANE_MIN_RUN)
+        if drain is None:
+            drain = jump and self._prev_jump and (self._max_lanes == 1 or position - kf < self.LANE_MIN_RUN)
+        self._keep_from_pts = target
+        if self._cache is not None and last is not None and 0 < last - position <= self.STEP_BACK:
+            # stepping backwards: decode every frame of the window before the target too
+            # (none skipped), so that the next steps back find them in the cache
+            window = self._cache.max_bytes * 3 // 4 // max(1, self._frame_bytes)
+            self._keep_from_pts = int(self._pts[max(kf, position - window + 1)])
+            self._scrubbing = True
+        elif last is not None and abs(position - last) > self.STEP_BACK:
+            self._scrubbing = False
         self._prev_jump = jump
         self._last = position
         self._run = self._run + 1 if (last is not None and position == last + 1) else 0
 
         lane = self._choose_lane(position, kf)
-        if lane.adaptive:
+        if lane.adaptive and self._batch_threads is not None:
+            if lane.threaded != self._batch_threads:
+                self._switch_threads(lane, self._batch_threads)
+        elif lane.adaptive:
             # frame threading for sequential reading, one thread for random access
             if lane.threaded:
                 if jump:
@@ -363,7 +411,47 @@ class VideoChunkReader:
         if frame is None:
             frame = self._seek_and_decode(lane, position, target, kf, drain)
         lane.cursor = None if lane.eof and not lane.pending else position + 1
-        return self._to_array(frame)
+        return frame
+
+    def read_many(self, positions: Sequence[int] | np.ndarray, out: np.ndarray, rows: Sequence[int] | None = None,
+                  threaded: bool | None = None) -> None:
+        """Write the frames at strictly increasing `positions` into ``out[rows]``, each decoded once.
+
+        A GOP's frames are decoded in one forward pass from its keyframe (or from a decoder
+        already in it), draining the decoder only after the last one when the next needs a
+        seek.  `rows`: default ``0 .. len(positions) - 1``.  `threaded`: frame threading for
+        small-frame decoders (False when the caller decodes other chunks on the other
+        cores); None: when the batch decodes on average at least :attr:`LANE_MIN_RUN`
+        frames per seek (frame threading reads runs 40-70 % faster, docs/video-notes.md).
+        """
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+        n = len(self._pts)
+        if len(pos) and (pos[0] < 0 or pos[-1] >= n or np.any(pos[1:] <= pos[:-1])):
+            raise FrameIndexError(f"positions must be strictly increasing within 0..{n - 1} of {self._path}")
+        kfs = self._kf_before[pos]
+        if threaded is None and len(pos):
+            # frames decoded per GOP visited: from the keyframe to the last target in it
+            last_in_gop = np.r_[kfs[1:] != kfs[:-1], True]
+            threaded = bool(np.sum(pos[last_in_gop] - kfs[last_in_gop] + 1) >= self.LANE_MIN_RUN * last_in_gop.sum())
+        self._batch_threads = threaded
+        self._scrubbing = False
+        try:
+            for k, p in enumerate(pos.tolist()):
+                frame = self._cached(p)
+                if frame is None:
+                    nxt = k + 1 < len(pos)
+                    drain = not nxt or (kfs[k + 1] != kfs[k] and kfs[k + 1] > p + 1)
+                    frame = self._decode_position(p, drain=bool(drain))
+                self._to_array(frame, out[k if rows is None else rows[k]])
+        finally:
+            self._batch_threads = None
+
+    @property
+    def parallel_decoding(self) -> bool:
+        """True if this reader's decoders use several cores whatever the access pattern."""
+        if self._lanes and self._lanes[0].cc is not None:
+            return not self._lanes[0].adaptive and self._lanes[0].threaded
+        return self._threads not in (None, 1)
 
     def _seek_and_decode(self, lane: _Lane, position: int, target: int, kf: int, drain: bool) -> av.VideoFrame:
         attempts: list[int | None] = []
@@ -421,6 +509,10 @@ class VideoChunkReader:
                 pts = frame.dts
                 if pts is None:
                     raise ChunkReadError(errno.EIO, "decoded frame without timestamp", self._path)
+            if self._scrubbing and self._cache is not None:
+                position = int(np.searchsorted(self._pts, pts))
+                if position < len(self._pts) and self._pts[position] == pts:
+                    self._cache.put((self._cache_key, position), frame)
             if pts == target:
                 return frame
             if pts > target:
@@ -455,7 +547,7 @@ class VideoChunkReader:
         if self._can_skip:
             # frames before the target that nothing else references need not be
             # decoded (the non-reference B-frames of an x264 GOP)
-            skip = pts is not None and pts < target and not packet.is_keyframe
+            skip = pts is not None and pts < min(target, self._keep_from_pts) and not packet.is_keyframe
             cc.skip_frame = "NONREF" if skip else "DEFAULT"
         try:
             frames = cc.decode(packet)
@@ -491,18 +583,22 @@ class VideoChunkReader:
         self.stats["decoded"] += len(frames)
         lane.pending.extend(frames)
 
-    def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
+    def _to_array(self, frame: av.VideoFrame, out: np.ndarray | None = None) -> np.ndarray:
         fh, fw = frame.height, frame.width
+        self._frame_bytes = frame_nbytes(frame)
         h = fh if self._height is None else self._height
         w = fw if self._width is None else self._width
         if fh < h or fw < w:
             raise ChunkReadError(errno.EIO, f"decoded frame {fh}x{fw} smaller than {h}x{w}", self._path)
         if self._color:
             arr = self._bgr(frame)
+            if out is not None:
+                out[...] = arr[:h, :w]
+                return out
             if fh != h or fw != w:
                 arr = np.ascontiguousarray(arr[:h, :w])
             return arr
-        return self._grey(frame, h, w)
+        return self._grey(frame, h, w, out)
 
     def close(self) -> None:
         """Release the file (reading again reopens it)."""
