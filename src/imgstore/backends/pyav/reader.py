@@ -13,7 +13,6 @@ See ``docs/video-notes.md`` for the measurements behind the defaults chosen here
 
 from __future__ import annotations
 
-import collections
 import errno
 import logging
 import os
@@ -33,10 +32,10 @@ from .frame_table import (
     Opener,
     build_frame_table,
     check_table,
-    close_input,
     open_input,
     packet_digest_seed,
 )
+from .lane import DecoderLane
 from .pixels import BgrConverter, GreyConverter
 
 __all__ = ["PACKET_DIGESTS", "VideoChunkReader"]
@@ -45,35 +44,6 @@ _log = logging.getLogger(__name__)
 
 # AV_CODEC_CAP_FRAME_THREADS: the decoder supports frame threading
 _CAP_FRAME_THREADS = 1 << 12
-
-
-class _Lane:
-    """One demuxer + decoder of a chunk and the position it will output next."""
-
-    __slots__ = ("adaptive", "cc", "container", "cursor", "digest_seed", "eof", "fresh", "packets", "pending",
-                 "stream", "threaded", "used")
-
-    def __init__(self) -> None:
-        # the open demuxer and decoder, None while closed (every use follows an open)
-        self.container: Any = None  # av.container.InputContainer
-        self.stream: Any = None  # av.VideoStream
-        self.cc: Any = None  # av.VideoCodecContext
-        self.packets: Any = None  # Iterator[av.Packet] from container.demux()
-        self.pending: collections.deque[av.VideoFrame] = collections.deque()
-        self.eof = False  # no more packets from the demuxer (or the decoder was drained)
-        self.cursor: int | None = None  # position the decoder will output next (None: unknown)
-        self.fresh = False  # nothing fed to the decoder yet (its threads can still change)
-        self.threaded = False  # the decoder uses frame threading
-        self.adaptive = False  # its threading follows the access pattern
-        self.used = 0  # when it last served a read
-        self.digest_seed = 0  # seed of the packet checksums (the stream's codec header)
-
-    def close(self) -> None:
-        if self.container is not None:
-            close_input(self.container)
-        self.container = self.stream = self.cc = self.packets = None
-        self.pending.clear()
-        self.cursor = None
 
 
 class VideoChunkReader:
@@ -188,7 +158,7 @@ class VideoChunkReader:
             self._heavy = bool(n) and nbytes >= self.HEAVY_FRAME_BYTES * n
         except OSError:
             self._heavy = False
-        self._lanes: list[_Lane] = []
+        self._lanes: list[DecoderLane] = []
         self._max_lanes = 1  # set when the first lane opens (depends on the codec)
         self._can_skip = False
         self._tick = 0
@@ -220,7 +190,7 @@ class VideoChunkReader:
         self._prev_jump = False  # the previous read was a jump (not reachable forward)
         self._run = 0  # reads in a row of the next position
 
-    def _open_lane(self, lane: _Lane | None, threaded: bool) -> _Lane:
+    def _open_lane(self, lane: DecoderLane | None, threaded: bool) -> DecoderLane:
         """(Re)open `lane` (or a new one): a new demuxer at the start and a new decoder.
 
         `threaded` asks for frame threading where the thread policy is adaptive (see
@@ -232,7 +202,7 @@ class VideoChunkReader:
         if container is None:
             raise ChunkReadError(errno.EIO, "video chunk holds no frame", self._path)
         if lane is None:
-            lane = _Lane()
+            lane = DecoderLane()
             self._lanes.append(lane)
             self.stats["lanes"] = max(self.stats["lanes"], len(self._lanes))
         lane.container = container
@@ -253,7 +223,7 @@ class VideoChunkReader:
         lane.fresh = True
         return lane
 
-    def _set_threads(self, lane: _Lane, threaded: bool, large: bool) -> None:
+    def _set_threads(self, lane: DecoderLane, threaded: bool, large: bool) -> None:
         """Thread settings; they only take effect when the decoder opens (first decode)."""
         cc = lane.cc
         lane.adaptive = False
@@ -274,7 +244,7 @@ class VideoChunkReader:
             cc.thread_type, cc.thread_count = "NONE", 1
         lane.threaded = cc.thread_count != 1
 
-    def _switch_threads(self, lane: _Lane, threaded: bool) -> None:
+    def _switch_threads(self, lane: DecoderLane, threaded: bool) -> None:
         """Continue with a decoder of the other threading mode in `lane` (a fresh one)."""
         self.stats["mode_switches"] += 1
         if lane.fresh:
@@ -283,7 +253,7 @@ class VideoChunkReader:
         else:
             self._open_lane(lane, threaded)
 
-    def _choose_lane(self, position: int, kf: int) -> _Lane:
+    def _choose_lane(self, position: int, kf: int) -> DecoderLane:
         """The lane that reaches `position` with the least decoding."""
         best = None
         for lane in self._lanes:
@@ -453,7 +423,7 @@ class VideoChunkReader:
             return not self._lanes[0].adaptive and self._lanes[0].threaded
         return self._threads not in (None, 1)
 
-    def _seek_and_decode(self, lane: _Lane, position: int, target: int, kf: int, drain: bool) -> av.VideoFrame:
+    def _seek_and_decode(self, lane: DecoderLane, position: int, target: int, kf: int, drain: bool) -> av.VideoFrame:
         attempts: list[int | None] = []
         if kf >= 0:
             attempts.append(kf)
@@ -484,7 +454,7 @@ class VideoChunkReader:
             self._path,
         )
 
-    def _seek(self, lane: _Lane, kf_position: int) -> None:
+    def _seek(self, lane: DecoderLane, kf_position: int) -> None:
         lane.cursor = None
         lane.pending.clear()
         lane.eof = False
@@ -495,7 +465,7 @@ class VideoChunkReader:
         lane.cc.flush_buffers()
         lane.packets = lane.container.demux(lane.stream)
 
-    def _decode_to(self, lane: _Lane, target: int, drain: bool) -> av.VideoFrame | None:
+    def _decode_to(self, lane: DecoderLane, target: int, drain: bool) -> av.VideoFrame | None:
         """Decode forward to the frame with pts `target`; None if it is passed or absent."""
         pending = lane.pending
         while True:
@@ -520,7 +490,7 @@ class VideoChunkReader:
                 lane.cursor = None
                 return None
 
-    def _feed(self, lane: _Lane, target: int, drain: bool) -> None:
+    def _feed(self, lane: DecoderLane, target: int, drain: bool) -> None:
         """Demux and decode one packet into the lane's pending frames."""
         lane.fresh = False
         try:
@@ -573,7 +543,7 @@ class VideoChunkReader:
                 f"{self._path}: the packet of frame {position} (pts {pts}) fails its checksum: its bytes changed "
                 f"after they were written (xxh3 {got:016x}, recorded {want:016x})")
 
-    def _drain(self, lane: _Lane) -> None:
+    def _drain(self, lane: DecoderLane) -> None:
         """Flush every frame the decoder holds; it cannot take packets until a seek."""
         lane.eof = True
         try:
