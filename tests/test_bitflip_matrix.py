@@ -195,3 +195,19 @@ def test_bitflip_long(tmp_path, fmt):
     outcomes = run_matrix(tmp_path, fmt, trials=trials, seed=int(os.environ.get("IMGSTORE_BITFLIP_SEED", "7")))
     print(f"\n{fmt}: {dict(outcomes)} of {trials} flips")
     assert sum(outcomes.values()) == trials
+
+
+@pytest.mark.parametrize("fmt", [f for f in formats() if f.endswith("/mkv")])
+def test_container_picture_size_flip_is_never_a_wrong_frame(tmp_path, fmt):
+    """Matroska's PixelWidth flipped (64 -> 65): FFV1 takes the picture size from the container, so
+    its frames would decode wrong with intact packets; the checksums cover the size too."""
+    pristine = write_store(str(tmp_path / "pristine"), fmt)
+    expected = read_all(pristine)
+    target = first_payload(pristine, fmt)
+    with open(target, "rb") as f:
+        at = f.read().find(b"\xb0\x81" + bytes([SHAPE[1]]))  # PixelWidth, one byte: 64
+    assert at > 0
+    flip(target, at + 2, 0x01)
+    outcomes = read_outcomes(pristine, expected, fmt)  # a frame returned must be exact
+    if fmt == "ffv1/mkv":
+        assert outcomes.count("ChunkCorruptError") == CHUNKSIZE, outcomes

@@ -46,13 +46,17 @@ PACKET_DIGESTS = "payload_xxh3"
 
 
 def packet_digest_seed(stream: av.video.stream.VideoStream) -> int:
-    """The seed of a stream's packet checksums: the digest of its codec header (SPS/PPS...).
+    """The seed of a stream's packet checksums: the digest of what decoding also depends on.
 
-    A packet decodes to its frame only with the header it was encoded with, so damage to
-    the header fails every packet's checksum rather than changing frames unnoticed.
+    That is the codec header (SPS/PPS...) and the picture parameters the demuxer reports
+    (size, pixel format, range, colour space): some decoders take them from the container
+    (FFV1's width from Matroska's PixelWidth), so damage there would change every frame
+    while no packet changed. Covering them fails every packet's checksum instead.
     """
-    extradata = stream.codec_context.extradata
-    return payload_digest(extradata) if extradata else 0
+    cc = stream.codec_context
+    params = (f"{cc.width}x{cc.height}:{cc.pix_fmt}:{cc.color_range}:"
+              f"{getattr(cc, 'colorspace', '')}").encode()
+    return payload_digest(bytes(cc.extradata or b"") + params)
 
 
 _log = logging.getLogger(__name__)
