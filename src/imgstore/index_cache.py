@@ -370,16 +370,6 @@ def _try_write(storage: Storage, basedir: str, identity: Identity, result: ScanR
     return True
 
 
-def _scan_from(scanner: ChunkScanner, state: ScanState | None, quiet: bool) -> ScanResult:
-    """A scan from ``state``; without it if the state turns out to be damaged."""
-    if state is not None:
-        try:
-            return scanner.scan(state, quiet)
-        except StateMismatch as exc:
-            log.debug("index cache ignored: %s", exc)
-    return scanner.scan(None, quiet)
-
-
 def load_state(storage: Storage, basedir: str, identity: Identity) -> ScanState | None:
     """The scan state saved in the store's cache, or None (missing, stale version, damaged...)."""
     path = cache_path(basedir, storage)
@@ -408,7 +398,7 @@ def open_index(scanner: ChunkScanner, storage: Storage, basedir: str, identity: 
             _try_write(storage, basedir, identity, result)
 
     scanner.after_damage = rewrite
-    result = _scan_from(scanner, load_state(storage, basedir, identity), quiet=False)
+    result = scanner.scan_from(load_state(storage, basedir, identity), quiet=False, logger=log)
     n_chunks = len(result.state.chunk_number)
     if (not result.unchanged or result.refresh_racy) and n_chunks and may_write \
             and _may_write_as_reader(storage, basedir, n_chunks):
@@ -429,7 +419,7 @@ def save(scanner: ChunkScanner, storage: Storage, basedir: str, identity: Identi
         The file could not be written (read-only store...).
     """
     target = os.fspath(path) if path is not None else cache_path(basedir, storage)
-    result = _scan_from(scanner, previous, quiet=True)
+    result = scanner.scan_from(previous, quiet=True, logger=log)
     _try_write(storage, basedir, identity, result, target, raise_errors=True)
     return target, result.state
 
@@ -453,7 +443,7 @@ def write_after_close(scanner: ChunkScanner, storage: Storage, basedir: str, ide
             storage.remove(path)
             return
         # an appending writer reuses the cache of what was there before it
-        result = _scan_from(scanner, load_state(storage, basedir, identity), quiet=True)
+        result = scanner.scan_from(load_state(storage, basedir, identity), quiet=True, logger=log)
         if result.unchanged and not result.refresh_racy:
             return
         if len(result.state.chunk_number):

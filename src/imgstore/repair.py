@@ -50,22 +50,13 @@ __all__ = ["RepairReport", "repair"]
 class RepairReport(RecoveryLog):
     """What :func:`repair` did (or, with ``dry_run``, would do) to a store.
 
+    The attributes of :class:`~imgstore.backends.recovery.RecoveryLog` (``dry_run``, ``actions``,
+    ``recovered``, ``dropped``, ``moved``, ``left``), and:
+
     Attributes
     ----------
     path
         The store's folder.
-    dry_run
-        True if nothing was changed.
-    actions
-        One line per change, in the order made.
-    recovered
-        ``{chunk number: frames}`` for every chunk whose index was written from its journal.
-    dropped
-        Chunks deleted because they held nothing (no frame, no extra data).
-    moved
-        What was put into the store's ``damaged/`` folder (paths relative to the store).
-    left
-        Problems repair cannot fix; the files concerned are left untouched.
     frame_count
         Frames a reader sees after the repair (with ``dry_run``: sees now).
     """

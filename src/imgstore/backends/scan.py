@@ -436,13 +436,15 @@ class ChunkScanner:
             raise IndexCorruptError(f"chunk {chunk_n}: {why}")
         self.skip(chunk_n, why)
 
-    def scan_from(self, previous: ScanState | None, quiet: bool = False) -> ScanResult:
-        """:meth:`scan` from ``previous``, or without it if it turns out to contradict the disk."""
+    def scan_from(self, previous: ScanState | None, quiet: bool = False,
+                  logger: logging.Logger = log) -> ScanResult:
+        """:meth:`scan` from ``previous``, or without it if it turns out to contradict the disk
+        (said at debug level on ``logger``)."""
         if previous is not None:
             try:
                 return self.scan(previous, quiet)
             except StateMismatch as exc:
-                log.debug("saved index state ignored: %s", exc)
+                logger.debug("saved index state ignored: %s", exc)
         return self.scan(None, quiet)
 
     def _rebuild(self, why: str) -> FrameIndex:
