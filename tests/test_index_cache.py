@@ -6,7 +6,6 @@ import contextlib
 import errno
 import json
 import logging
-import mmap
 import os
 import shutil
 import struct
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 import imgstore
 from imgstore import _lock, errors, index_cache, ondisk
 from imgstore.backends import scan
+from imgstore.checked_index import CheckedFrameIndex
 from imgstore.testing.conformance import snapshot_files
 from imgstore.testing.synthetic import make_synthetic_store, synthetic_frame
 
@@ -65,13 +65,9 @@ def _cache(path: str) -> str:
     return index_cache.cache_path(path)
 
 
-def _is_mapped(arr: np.ndarray) -> bool:
-    base = arr
-    while base is not None:
-        if isinstance(base, mmap.mmap):
-            return True
-        base = getattr(base, "base", None)
-    return False
+def _from_cache(store: imgstore.ImgStore) -> bool:
+    """True if the store's frame index is the cache's arrays (checked against their digests, not rebuilt)."""
+    return isinstance(store.index, CheckedFrameIndex) and store.index.checked
 
 
 def _open(path: str, **kwargs) -> imgstore.ImgStore:
@@ -136,7 +132,7 @@ def test_writer_leaves_a_cache_the_reader_uses(tmp_path, reads, monkeypatch):
         assert s.frame_numbers.tolist() == list(range(10))
         assert s.frame_times.tolist() == [1000.0 + i for i in range(10)]
         assert s.chunks == [0, 1, 2, 3]
-        assert _is_mapped(s.index.frame_number) and _is_mapped(s.index.frame_time)
+        assert _from_cache(s)
         # sortedness came from the cache: no O(n) check, no sort
         assert s.index.sorted_views_known[0] and s.index.by_number()[0] is None
         np.testing.assert_array_equal(s.get_image(7)[0], np.full((4, 4), 7, np.uint8))
@@ -205,7 +201,7 @@ def test_big_store_reader_writes_cache_then_uses_it(tmp_path, reads, monkeypatch
     assert os.path.exists(_cache(path))
     reads.clear()
     with _open(path) as s:
-        assert _is_mapped(s.index.frame_number)
+        assert _from_cache(s)
         second = (s.frame_numbers.copy(), s.frame_times.copy(), s.chunks)
     assert 2 <= len(reads) <= 3  # spot checks only
     for got in (first, second):
@@ -311,7 +307,7 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, damage, caplog, monkeypa
     assert "index cache ignored" in caplog.text
     index_cache.read_cache_header(c)  # a big store's reader wrote a good one back
     with _open(path) as s:
-        assert _is_mapped(s.index.frame_number)
+        assert _from_cache(s)
 
 
 def test_damaged_frame_data_in_cache_caught_by_spot_check(tmp_path, caplog):
@@ -494,7 +490,7 @@ def test_concurrent_builders_leave_a_valid_cache(tmp_path):
     assert not [f for f in os.listdir(path) if f.endswith(".partial")]
     index_cache.read_cache_header(_cache(path))
     with _open(path) as s:
-        assert _is_mapped(s.index.frame_number) and len(s) == (BIG + 4) * 4
+        assert _from_cache(s) and len(s) == (BIG + 4) * 4
 
 
 def test_cache_file_name_is_safe_for_both_libraries(tmp_path):
@@ -598,7 +594,7 @@ def test_store_of_empty_chunks(tmp_path, reads, monkeypatch):
     reads.clear()
     with _open(path) as s:
         assert s.chunks == [1] and s.frame_numbers.tolist() == [0, 1, 2]
-        assert _is_mapped(s.index.frame_number)
+        assert _from_cache(s)
     assert len(reads) <= 3  # empty chunks are cached too, not re-read
     nothing = make_synthetic_store(str(tmp_path / "nothing"), 0, 4, frames="none", chunk_lengths=[0, 0])
     with _open(nothing) as s:

@@ -1,6 +1,6 @@
 """Damage inside the index cache's frame arrays and sorted views: never a wrong frame, never trusted.
 
-The cache is memory-mapped and checked lazily (chunk digests, keys a search lands on): every
+The cache is read by page and checked lazily (chunk digests, keys a search lands on): every
 lookup below is compared with the answer of the same store opened without any cache.
 """
 

@@ -46,8 +46,8 @@ File layout (all integers little-endian)::
                and sorted values of each (``number_order``/``number_keys``,
                ``time_order``/``time_keys``), so lookups stay O(log n) without an O(n log n) sort.
 
-The big arrays are memory-mapped read-only: opening does not read or copy them, lookups touch
-only the pages a binary search visits.
+The big arrays are read by page when a lookup needs them (:mod:`imgstore.lazy_index`):
+opening does not read them, lookups read only the pages a search visits and keep a few MB.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ from ._version import __version__
 from .backends.scan import ChunkScanner, ScanResult, ScanState, StateMismatch
 from .checksums import frames_digest
 from .errors import StoreWriteError
-from .lazy_index import remote_arrays
+from .lazy_index import local_arrays, remote_arrays
 from .storage import Storage
 
 __all__ = [
@@ -254,13 +254,15 @@ def _open_file(storage: Storage, path: str, identity: Identity) -> ScanState:
         layout = header.get("arrays")
         if not isinstance(layout, dict) or layout.get("_end", {}).get("offset") != file_size:
             raise CacheInvalid(f"{path}: file size {file_size} differs from the header's layout (truncated?)")
-        local = storage.local_path(path)
         raw = None
+        local_file = storage.open_ranges(path) if file_size else None
         if not file_size:
             raw = np.zeros(0, np.uint8)
-        elif local is not None:
-            # mapped, not read: opening touches none of the big arrays' pages
-            raw = np.memmap(local, dtype=np.uint8, mode="r")
+        elif local_file is not None:
+            # read by page when a lookup needs them: opening touches none of the big arrays
+            if local_file.size != file_size:
+                local_file.close()
+                raise CacheInvalid(f"{path}: changed while being read")
         elif not storage.is_remote:
             f.seek(0)
             raw = np.frombuffer(f.read(), dtype=np.uint8)
@@ -281,13 +283,17 @@ def _open_file(storage: Storage, path: str, identity: Identity) -> ScanState:
         if offset + nbytes > file_size:
             raise CacheInvalid(f"{path}: array {name!r} runs past the end of the file")
         specs[name] = (offset, length, dtypes[name])
-    if raw is None:
+    eager = [n for n, _ in _TABLE_FIELDS]
+    if local_file is not None:
+        # the chunk table now (one pread), the per-frame arrays page by page when a lookup needs
+        # them (imgstore.lazy_index: a memory map would leave 2 MiB resident per page touched)
+        arrays: dict[str, Any] = local_arrays(local_file, specs, eager)
+    elif raw is None:
         # remote storage: the chunk table now (one request), the per-frame arrays page by page when
         # a lookup needs them (imgstore.lazy_index)
-        arrays: dict[str, Any] = remote_arrays(lambda ranges: storage.read_ranges(path, ranges), specs,
-                                               eager=[n for n, _ in _TABLE_FIELDS])
+        arrays = remote_arrays(lambda ranges: storage.read_ranges(path, ranges), specs, eager)
     else:
-        # plain ndarray views of the mapping: np.memmap's subclass hooks slow every lookup down
+        # a file system that is neither local nor remote (read whole above)
         arrays = {name: np.asarray(raw[offset:offset + length * np.dtype(dtype).itemsize].view(dtype))
                   for name, (offset, length, dtype) in specs.items()}
 

@@ -1,14 +1,19 @@
-"""A frame index whose arrays stay in a remote index cache until a lookup needs them.
+"""A frame index whose arrays stay in the index cache file until a lookup needs them.
 
-Locally the index cache is memory-mapped: opening a week-long store (18 M frames, 288 MB of
-frame numbers and times) reads none of it. On object storage there is no memory map, so
-the cache's big arrays become :class:`RangeArray` s: 1-D arrays that fetch the pages a
-lookup touches by range requests and keep them. A lookup by frame_index reads the page of
+Opening a week-long store (18 M frames, 288 MB of frame numbers and times) reads none of
+the cache's big arrays: they become :class:`RangeArray` s, 1-D arrays that read the pages a
+lookup touches and keep the most recent ones. On object storage a page is a range request;
+on a local disk it is a ``pread`` of the open file (:func:`local_arrays`,
+:class:`~imgstore.storage.RangeFile`). A memory map
+would need no code, but on Linux the first touch of a mapped file maps a whole page-cache
+folio into the process (2 MiB on ext4: reading one int of a fresh mapping adds 2 048 KiB of
+RSS), so 1 000 random lookups in an 18 M-frame store left 317 MB resident; read by page
+they leave the pages kept (a few MB). A lookup by frame_index reads the page of
 that frame (and, once per chunk, the chunk's frames to check their digest); a lookup by
 frame_number or frame_time searches the sorted values page by page, interpolating (frame
 numbers and times grow about linearly, so one or two probes land on the right page) and
-falling back to bisection. Anything else (``frame_number.min()``, ``np.asarray(...)``) fetches
-the whole array once, concurrently in parts.
+falling back to bisection. Anything else (``frame_number.min()``, ``np.asarray(...)``) needs
+the whole array: fetched once, concurrently in parts (remote), or memory-mapped (local).
 
 :class:`LazyCheckedFrameIndex` is the :class:`~imgstore.checked_index.CheckedFrameIndex` over
 such arrays: every chunk's frames are still checked against their digest before use.
@@ -27,13 +32,18 @@ from numpy.typing import ArrayLike
 
 from .checked_index import CheckedFrameIndex
 from .frame_index import FrameIndex, SortedView
+from .storage import RangeFile
 
-__all__ = ["PAGE_BYTES", "LazyCheckedFrameIndex", "RangeArray", "is_lazy", "load_together", "remote_arrays"]
+__all__ = ["PAGE_BYTES", "LazyCheckedFrameIndex", "RangeArray", "is_lazy", "load_together",
+           "local_arrays", "remote_arrays"]
 
 #: bytes per page of a lazy array: 8192 frame numbers, about one 10 000-frame chunk
 PAGE_BYTES = 64 * 1024
-#: pages a lazy array keeps (least recently used dropped first): 32 MiB
+#: pages a lazy array of a remote cache keeps (least recently used dropped first): 32 MiB
 MAX_PAGES = 512
+#: pages a lazy array of a local cache keeps: 8 MiB (a page dropped is read again from the
+#: page cache by one ``pread``, ~15 µs for 64 KiB here)
+MAX_LOCAL_PAGES = 128
 #: parts of a whole-array fetch (fetched concurrently)
 _PART_BYTES = 8 * 1024 * 1024
 #: arrays up to this size are read with the chunk table at open (one request)
@@ -41,10 +51,12 @@ EAGER_BYTES = 1024 * 1024
 
 #: ``fetch_ranges([(start, stop), ...])``: those byte ranges of the file, exactly
 FetchRanges = Callable[[Sequence[tuple[int, int]]], list[bytes]]
+#: ``load_full(offset, length, dtype)``: a whole array of the file, another way than by pages
+LoadFull = Callable[[int, int, np.dtype], np.ndarray]
 
 
 class RangeArray:
-    """A read-only 1-D array of a remote file's bytes, fetched a page at a time.
+    """A read-only 1-D array of a file's bytes, read a page at a time.
 
     Parameters
     ----------
@@ -56,17 +68,26 @@ class RangeArray:
         Number of items.
     dtype
         Item type (little-endian, as the cache stores it).
+    max_pages
+        Pages kept, least recently used dropped first.
+    load_full
+        How the whole array is had when a caller needs it; default: fetched in parts.
     """
 
     __array_priority__ = 1000
 
-    def __init__(self, fetch_ranges: FetchRanges, offset: int, length: int, dtype: Any) -> None:
+    def __init__(self, fetch_ranges: FetchRanges, offset: int, length: int, dtype: Any, *,
+                 max_pages: int = MAX_PAGES, load_full: LoadFull | None = None) -> None:
         self._fetch = fetch_ranges
         self._offset = int(offset)
         self._length = int(length)
         self.dtype = np.dtype(dtype)
+        self._max_pages = max(int(max_pages), 2)
+        self._load_full = load_full
         self._per_page = max(PAGE_BYTES // self.dtype.itemsize, 1)
         self._pages: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+        #: the first and last pages, which bracket every search: kept apart from the LRU pages
+        self._pinned: dict[int, np.ndarray] = {}
         self._full: np.ndarray | None = None
         self._lock = threading.Lock()
         #: pages fetched (for tests and benchmarks)
@@ -118,7 +139,13 @@ class RangeArray:
     # ------------------------------------------------------------------ reading
 
     def load(self) -> np.ndarray:
-        """The whole array (fetched once, in concurrent parts)."""
+        """The whole array (had once: fetched in concurrent parts, or as ``load_full`` gives it)."""
+        if self._full is None and self._load_full is not None:
+            full = self._load_full(self._offset, self._length, self.dtype)
+            full.flags.writeable = False
+            self._full = full
+            self._pages.clear()
+            self._pinned = {}
         if self._full is None:
             nbytes = self._length * self.dtype.itemsize
             parts = [(a, min(a + _PART_BYTES, nbytes)) for a in range(0, nbytes, _PART_BYTES)]
@@ -127,6 +154,7 @@ class RangeArray:
             full.flags.writeable = False
             self._full = full
             self._pages.clear()
+            self._pinned = {}
         return self._full
 
     def missing_ranges(self, start: int, stop: int) -> list[tuple[int, int]]:
@@ -136,7 +164,7 @@ class RangeArray:
         per = self._per_page
         runs: list[list[int]] = []
         for p in range(start // per, (stop - 1) // per + 1):
-            if p in self._pages:
+            if p in self._pages or p in self._pinned:
                 continue
             if runs and runs[-1][1] == p:
                 runs[-1][1] = p + 1
@@ -156,7 +184,7 @@ class RangeArray:
                 page.flags.writeable = False
                 self._pages[first + i // per] = page
                 self.pages_fetched += 1
-            while len(self._pages) > MAX_PAGES:
+            while len(self._pages) > self._max_pages:
                 self._pages.popitem(last=False)
 
     def ensure(self, start: int, stop: int) -> None:
@@ -164,6 +192,9 @@ class RangeArray:
         load_together([(self, start, stop)])
 
     def _page(self, p: int) -> np.ndarray:
+        pinned = self._pinned.get(p)
+        if pinned is not None:
+            return pinned
         with self._lock:
             page = self._pages.get(p)
             if page is not None:
@@ -210,6 +241,15 @@ class RangeArray:
         if flat.size and (flat.min() < 0 or flat.max() >= n):
             raise IndexError(f"index out of bounds for an array of {n} items")
         per = self._per_page
+        if flat.size <= 8:
+            # a search's neighbours or a frame or two: item by item costs less than the vector way
+            wanted = {i // per for i in flat.tolist()}
+            if any(p not in self._pinned and p not in self._pages for p in wanted):
+                load_together([(self, p * per, min((p + 1) * per, n)) for p in sorted(wanted)])
+            small = np.empty(flat.shape, dtype=self.dtype)
+            for k, i in enumerate(flat.tolist()):
+                small[k] = self._page(i // per)[i % per]
+            return small.reshape(index.shape)
         pages = np.unique(flat // per)
         load_together([(self, int(p) * per, min((int(p) + 1) * per, n)) for p in pages])
         out = np.empty(flat.shape, dtype=self.dtype)
@@ -237,9 +277,10 @@ class RangeArray:
         lo, hi = 0, n  # the answer lies in [lo, hi]
         below = above = None  # the values just before lo and at hi, once known
         n_pages = -(-n // per)
-        if n_pages > 2:
+        if n_pages > 2 and len(self._pinned) < 2:
             # the first and last pages bracket every search (fetched together, kept)
             load_together([(self, 0, per), (self, (n_pages - 1) * per, n)])
+            self._pinned = {0: self._page(0), n_pages - 1: self._page(n_pages - 1)}
         probes = 0
         while hi - lo > per:
             p = self._probe_page(lo, hi, below, above, value, probes)
@@ -312,6 +353,20 @@ def remote_arrays(fetch_ranges: FetchRanges, specs: Mapping[str, tuple[int, int,
 
     ``specs`` maps a name to ``(offset, length, dtype)``.
     """
+    return _paged_arrays(fetch_ranges, specs, eager, MAX_PAGES, None)
+
+
+def local_arrays(file: RangeFile, specs: Mapping[str, tuple[int, int, str]],
+                 eager: Sequence[str]) -> dict[str, np.ndarray | RangeArray]:
+    """The arrays of a local index cache, read from ``file`` by page; whole arrays are memory-mapped.
+
+    ``specs`` maps a name to ``(offset, length, dtype)``.
+    """
+    return _paged_arrays(file.read_ranges, specs, eager, MAX_LOCAL_PAGES, file.mapped)
+
+
+def _paged_arrays(fetch_ranges: FetchRanges, specs: Mapping[str, tuple[int, int, str]], eager: Sequence[str],
+                  max_pages: int, load_full: LoadFull | None) -> dict[str, np.ndarray | RangeArray]:
     out: dict[str, Any] = {}
     now = [name for name, (_, length, dtype) in specs.items()
            if name in eager or length * np.dtype(dtype).itemsize <= EAGER_BYTES]
@@ -330,12 +385,12 @@ def remote_arrays(fetch_ranges: FetchRanges, specs: Mapping[str, tuple[int, int,
             out[name] = arr
     for name, (offset, length, dtype) in specs.items():
         if name not in out:
-            out[name] = RangeArray(fetch_ranges, offset, length, dtype)
+            out[name] = RangeArray(fetch_ranges, offset, length, dtype, max_pages=max_pages, load_full=load_full)
     return out
 
 
 class LazyCheckedFrameIndex(CheckedFrameIndex):
-    """A :class:`~imgstore.checked_index.CheckedFrameIndex` over :class:`RangeArray` s (a remote index cache).
+    """A :class:`~imgstore.checked_index.CheckedFrameIndex` over :class:`RangeArray` s (an index cache file).
 
     Parameters are those of :class:`~imgstore.checked_index.CheckedFrameIndex`; the per-frame
     arrays and sorted views may be :class:`RangeArray` s.
@@ -381,9 +436,11 @@ class LazyCheckedFrameIndex(CheckedFrameIndex):
         # both arrays of the chunks about to be checked, in one batch of requests
         arrays: tuple[Any, ...] = (self._frame_number, self._frame_time)
         lazy = [a for a in arrays if isinstance(a, RangeArray)]
+        rows = np.asarray(rows).ravel()
         if lazy and self.checked:
+            rows = rows[~self._verified[rows]]  # a checked chunk needs no read
             parts: list[tuple[RangeArray, int, int]] = []
-            for row in np.asarray(rows).ravel():
+            for row in rows:
                 a, b = int(self.chunk_starts[int(row)]), int(self.chunk_starts[int(row) + 1])
                 parts.extend((arr, a, b) for arr in lazy)
             load_together(parts)

@@ -6,8 +6,9 @@ repair) reads and writes a store's files through a :class:`Storage`:
 read side (every storage)
     ``list_dir`` (names and kinds), ``read_bytes`` (whole or a byte range), ``open_read``
     (a seekable file object), ``stat_token`` (the freshness key of a file: size and mtime;
-    None when missing) and ``local_path`` (a real path for libraries that need one: PyAV,
-    ``np.memmap``; None for remote storage).
+    None when missing), ``local_path`` (a real path for libraries that need one: PyAV; None
+    for remote storage) and ``open_ranges`` (a local file held open for reads by byte range:
+    :class:`RangeFile`; None for remote storage, whose ``read_ranges`` does that).
 
 write side (:class:`LocalStorage` unless opened read-only)
     ``makedirs``, ``atomic_write`` (temporary sibling, flush, optional fsync, rename: a crash
@@ -26,18 +27,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import mmap
 import os
 import shutil
 import stat
+import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import IO, BinaryIO
 
-from ._lock import StoreLock, is_locked
-from .errors import StoreWriteError
+import numpy as np
 
-__all__ = ["LOCAL", "PARTIAL_SUFFIX", "AppendFile", "DirEntry", "LocalStorage", "StatToken", "Storage",
+from ._lock import StoreLock, is_locked
+from .errors import IndexCorruptError, StoreWriteError
+
+__all__ = ["LOCAL", "PARTIAL_SUFFIX", "AppendFile", "DirEntry", "LocalStorage", "RangeFile", "StatToken", "Storage",
            "unique_temporary_name"]
 
 #: suffix of temporary files; the chunk scanners of both libraries skip them
@@ -141,6 +147,16 @@ class Storage(ABC):
         """A path on the local file system for ``path`` (None when there is none)."""
         return None
 
+    def open_ranges(self, path: str) -> RangeFile | None:
+        """``path`` held open for reads by byte range, or None where :meth:`read_ranges` is the way (remote).
+
+        Raises
+        ------
+        OSError
+            The file cannot be opened.
+        """
+        return None
+
     # ------------------------------------------------------------------ writing
 
     def _refuse(self, what: str, path: str) -> StoreWriteError:
@@ -232,6 +248,67 @@ class Storage(ABC):
     def forget(self) -> None:
         """Drop what was cached about the files (listings, sizes): the store may have changed."""
         return None  # local files: nothing is cached
+
+
+class RangeFile:
+    """A local file held open for reading by byte range (``pread``) and, for whole arrays, by memory map.
+
+    The descriptor stays on the file that was opened: a cache replaced on disk (written to a
+    temporary name and renamed) leaves this one's pages consistent, as a memory map would.
+    It is closed when the last array reading from it is gone.
+
+    Parameters
+    ----------
+    path
+        The file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0))
+        self._finalizer = weakref.finalize(self, os.close, self._fd)
+        self._lock = threading.Lock()
+        self._map: mmap.mmap | None = None
+        self.size = os.fstat(self._fd).st_size
+
+    def close(self) -> None:
+        """Close the descriptor now (arrays read from it can no longer fetch pages)."""
+        self._finalizer()
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Those byte ranges of the file, exactly.
+
+        Raises
+        ------
+        IndexCorruptError
+            The file is shorter than a range (truncated in place while open).
+        """
+        return [self._read(start, stop) for start, stop in ranges]
+
+    def _read(self, start: int, stop: int) -> bytes:
+        parts: list[bytes] = []
+        at = start
+        while at < stop:
+            if hasattr(os, "pread"):
+                data = os.pread(self._fd, stop - at, at)
+            else:  # pragma: no cover - Windows: no pread, so the offset is shared
+                with self._lock:
+                    os.lseek(self._fd, at, os.SEEK_SET)
+                    data = os.read(self._fd, stop - at)
+            if not data:
+                raise IndexCorruptError(f"{self.path} ends at byte {at}, before {stop}: truncated while open")
+            parts.append(data)
+            at += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def mapped(self, offset: int, length: int, dtype: np.dtype) -> np.ndarray:
+        """``length`` items of ``dtype`` at ``offset``, memory-mapped (nothing read or copied now)."""
+        with self._lock:
+            if self._map is None:
+                self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+        if offset + length * dtype.itemsize > len(self._map):
+            raise IndexCorruptError(f"{self.path}: an array runs past the end of the file ({len(self._map)} bytes)")
+        return np.frombuffer(self._map, dtype=dtype, count=length, offset=offset)
 
 
 class AppendFile:
@@ -342,6 +419,9 @@ class LocalStorage(Storage):
 
     def local_path(self, path: str) -> str | None:
         return path
+
+    def open_ranges(self, path: str) -> RangeFile | None:
+        return RangeFile(path)
 
     # ------------------------------------------------------------------ writing
 

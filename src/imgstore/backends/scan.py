@@ -149,7 +149,7 @@ class ScanState:
         """The frame index of these chunks (contiguous states only); checked lazily if read from a file."""
         nonempty = self.length > 0
         if self.digest is not None:
-            # arrays of a remote index cache stay remote until a lookup needs them (imgstore.lazy_index)
+            # arrays of an index cache stay in the file until a lookup needs them (imgstore.lazy_index)
             checked = LazyCheckedFrameIndex if is_lazy(self.frame_number) else CheckedFrameIndex
             return checked(self.chunk_number[nonempty], self.length[nonempty], self.frame_number,
                                      self.frame_time, chunk_digests=self.digest[nonempty], origin=self.origin,
@@ -492,7 +492,7 @@ class ChunkScanner:
 
         self._prefetch([listing[p] for p in sorted(verify)])
         if verify and previous is not None and is_lazy(previous.frame_number):
-            # a remote cache: the spot-checked chunks' frames of both arrays in one batch of requests
+            # a cache file: the spot-checked chunks' frames of both arrays in one batch of reads
             spans = [(int(previous.start[r]), int(previous.start[r]) + int(previous.length[r]))
                      for r in (int(rows[p]) for p in verify)]
             arrays: tuple[Any, ...] = (previous.frame_number, previous.frame_time)
@@ -512,7 +512,7 @@ class ChunkScanner:
 
         n_previous = len(previous.chunk_number) if previous is not None else -1
         if previous is not None and bool(np.all(kinds >= 0)) and n == n_previous and bool(matched.all()):
-            # the fast path: the previous arrays (memory-mapped from a cache file) are the index;
+            # the fast path: the previous arrays (read by page from a cache file) are the index;
             # nothing is read or copied, and every entry is known good as of this listing
             inodes = np.fromiter((c.key.inode for c in listing), dtype=np.uint64, count=n)
             state = dataclasses.replace(previous, stat_time_ns=stat_time, inode=inodes)
@@ -531,8 +531,9 @@ class ChunkScanner:
         stack = _FrameStack(n)
         read: list[tuple[ListedChunk, slice, bool]] = []  # chunk, its frames in stack, kept in the state
         fresh = 0
-        if previous is not None and matched.any() and is_lazy(previous.frame_number):
-            # many chunks from a remote cache: its arrays in one go, not a request per chunk
+        if previous is not None and matched.any() and is_lazy(previous.frame_number) and self.storage.is_remote:
+            # many chunks from a remote cache: its arrays in one go, not a request per chunk (a local
+            # cache is read chunk by chunk: mapping it whole would keep it resident beside the new arrays)
             previous = dataclasses.replace(previous, frame_number=np.asarray(previous.frame_number),
                                            frame_time=np.asarray(previous.frame_time))
         unread = [p for p in range(n) if not matched[p]]
