@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import memory
 import peers
 
 LIBS = ("ours", "reference")
@@ -357,6 +358,8 @@ def render(data: dict) -> str:
     lines += published_table(data.get("published", []))
     lines += index_table(data.get("index"))
     lines += index_table(data.get("week"), "Week-long store (7 days at 30 frames/s)")
+    if data.get("memory"):
+        lines += memory.section(data["memory"])
     lines += fixture_table(data.get("fixtures", []))
     lines += physical_table(data.get("physical"))
     if data.get("peers"):
@@ -487,4 +490,6 @@ def evaluate(data: dict, quick: bool) -> tuple[list, list]:
             cell = case["metrics"].get(key, {})
             published.append({"label": f"{label} ({case['fmt']})", "published": value,
                               "reference": cell.get("reference"), "ours": cell.get("ours")})
+    if data.get("memory") is not None or not quick:
+        goals.append(memory.goal(data.get("memory")))
     return goals, published

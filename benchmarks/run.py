@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import layout  # noqa: E402
+import memory  # noqa: E402
 import peers  # noqa: E402
 import report  # noqa: E402
 from workers import log, run_batch  # noqa: E402
@@ -596,7 +597,8 @@ def parse_args(argv=None):
     ap.add_argument("--rebuild-reference-venv", action="store_true")
     ap.add_argument("--libs", default="ours,reference", help="comma list: ours, reference (default both)")
     ap.add_argument("--reps", type=int, default=None, help="repeats per library (default 2)")
-    ap.add_argument("--skip", default="", help="comma list of phases to skip: fixtures,index,week,physical,peers")
+    ap.add_argument("--skip", default="",
+                    help="comma list of phases to skip: fixtures,index,week,memory,physical,peers")
     ap.add_argument("--keep-work", action="store_true", help="keep written stores after the run")
     ap.add_argument("--peers-venv", default=os.path.join(HERE, ".venv-peers"),
                     help="venv of the peers phase (torchcodec, decord, PyAV, OpenCV; made on first use)")
@@ -653,6 +655,10 @@ def main(argv=None) -> int:
         index = bench.index_phase(profile.index_frames, profile.index_lookups_ref)
     if profile.week_frames and "week" not in args.skip:
         week = bench.index_phase(profile.week_frames, profile.week_lookups_ref, images_per_chunk=2, label="week")
+    memory_data = None
+    if "memory" not in args.skip and "ours" in args.libs:
+        # resident memory of opening a 36 M-frame store, fresh processes (benchmarks/memory.py)
+        memory_data = memory.run_phase(quick=args.quick, reps=profile.reps, work=bench.work)
     physical = None if "physical" in args.skip or "ours" not in args.libs else bench.physical_phase(cases)
     peer_data = None
     if "peers" not in args.skip and "ours" in args.libs:
@@ -666,7 +672,8 @@ def main(argv=None) -> int:
             "cases": [{"key": c.key, "title": c.title, "size": c.size.key, "fmt": c.fmt, "gop": c.gop,
                        "written_by": c.written_by, "store": c.store, "notes": c.notes, "metrics": c.metrics,
                        "raw": c.raw} for c in cases],
-            "fixtures": fixtures, "index": index, "week": week, "physical": physical, "peers": peer_data,
+            "fixtures": fixtures, "index": index, "week": week, "memory": memory_data, "physical": physical,
+            "peers": peer_data,
             "warnings": bench.warnings}
     data["goals"], data["published"] = report.evaluate(data, quick=args.quick)
     markdown = report.render(data)
