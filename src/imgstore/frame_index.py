@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .errors import FrameIndexError, FrameNotFoundError
+from .run_array import RunArray
 
 #: ``(order or None, sorted keys)`` of a per-frame array (see :meth:`FrameIndex.by_number`)
 SortedView = tuple[np.ndarray | None, np.ndarray]
@@ -43,7 +44,9 @@ class FrameIndex:
         lengths = np.asarray(chunk_lengths, dtype=np.int64)
         self.chunk_starts = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.chunk_starts[1:])
-        self._frame_number = np.asarray(frame_number, dtype=np.int64)
+        # frame numbers held as runs (imgstore.run_array) stay so: 8 bytes per frame saved
+        self._frame_number = frame_number if isinstance(frame_number, RunArray) else np.asarray(frame_number,
+                                                                                                 dtype=np.int64)
         self._frame_time = np.asarray(frame_time, dtype=np.float64)
         if len(self._frame_number) != len(self._frame_time) or len(self._frame_number) != self.chunk_starts[-1]:
             raise ValueError("frame_number, frame_time and chunk lengths disagree")
@@ -183,7 +186,7 @@ class FrameIndex:
         """
         if self._number_sorted is None:
             fn = self.frame_number
-            if len(fn) < 2 or bool(np.all(fn[1:] >= fn[:-1])):
+            if len(fn) < 2 or _is_sorted(fn):
                 self._number_order, self._number_sorted = None, fn
             else:
                 # stable: among repeated frame_numbers the first in store order wins
@@ -195,7 +198,7 @@ class FrameIndex:
         """``(order, keys)`` of the frame_times, as :meth:`by_number`."""
         if self._time_sorted is None:
             ft = self.frame_time
-            if len(ft) < 2 or bool(np.all(ft[1:] >= ft[:-1])):
+            if len(ft) < 2 or _is_sorted(ft):
                 self._time_order, self._time_sorted = None, ft
             else:
                 order = np.argsort(ft, kind="stable")
@@ -284,3 +287,10 @@ def _as_real(value, what: str) -> float:
     if v != v:
         raise FrameNotFoundError(f"{what} {value!r} is not a number")
     return v
+
+
+def _is_sorted(values: Any) -> bool:
+    """True if ``values`` never decrease (runs answer from their ends, without an array)."""
+    if isinstance(values, RunArray):
+        return values.is_sorted()
+    return bool(np.all(values[1:] >= values[:-1]))

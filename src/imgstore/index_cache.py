@@ -68,6 +68,7 @@ from .backends.scan import ChunkScanner, ScanResult, ScanState, StateMismatch
 from .checksums import frames_digest
 from .errors import StoreWriteError
 from .lazy_index import local_arrays, remote_arrays
+from .run_array import RunArray
 from .storage import Storage
 
 __all__ = [
@@ -98,6 +99,7 @@ _PREFIX = struct.Struct("<QI")  # header length, header CRC-32
 _ALIGN = 64
 _MAX_HEADER = 1 << 20
 _FORMAT_NAME = "imgstore-index-cache"
+_BLOCK = 1 << 20  # items per write of an array made on the fly
 _ENV = "IMGSTORE_INDEX_CACHE"
 
 # (name, dtype) of the per-chunk table and the optional per-frame arrays
@@ -186,6 +188,11 @@ def _write_file(storage: Storage, path: str, identity: Identity, cached: ScanSta
         f.write(_MAGIC + _PREFIX.pack(len(header_bytes), zlib.crc32(header_bytes)) + header_bytes)
         for name, arr in arrays.items():
             f.write(b"\0" * (layout[name]["offset"] - f.tell()))
+            if isinstance(arr, RunArray):
+                # made into values a block at a time: the whole array would stay in the RunArray
+                for a in range(0, len(arr), _BLOCK):
+                    f.write(memoryview(arr[a:a + _BLOCK]).cast("B"))
+                continue
             data = np.ascontiguousarray(arr, dtype=dtypes[name])
             f.write(memoryview(data.data).cast("B"))
         f.write(b"\0" * (file_size - f.tell()))

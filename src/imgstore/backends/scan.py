@@ -55,6 +55,7 @@ from ..errors import ChunkReadError, ImgStoreWarning, IndexCorruptError
 from ..frame_index import FrameIndex, SortedView
 from ..lazy_index import LazyCheckedFrameIndex, is_lazy, load_together
 from ..ondisk import FRAME_MD
+from ..run_array import FrameStack, RunArray
 from ..storage import Storage
 from .contract import Backend
 
@@ -185,7 +186,7 @@ class ScanState:
 
     @classmethod
     def from_entries(cls, entries: Sequence[tuple[ListedChunk, np.ndarray, np.ndarray]],
-                     stat_time_ns: int, frame_number: np.ndarray | None = None,
+                     stat_time_ns: int, frame_number: Any = None,
                      frame_time: np.ndarray | None = None) -> ScanState:
         """A state of the given chunks and their frames.
 
@@ -210,41 +211,6 @@ class ScanState:
             frame_time=frame_time if frame_time is not None else (
                 np.concatenate(fts) if fts else np.zeros(0, np.float64)),
             stat_time_ns=stat_time_ns)
-
-
-class _FrameStack:
-    """Chunks' frame numbers and times appended into one growing pair of arrays.
-
-    Room is made for the chunks still to come at the length of the latest one (pages of
-    ``np.empty`` never written are never resident), so a store of equal chunks is read with
-    one allocation and no copy: building the index of 18.1 M frames peaked at 588 MB (per-chunk
-    arrays plus their concatenation) before.
-    """
-
-    def __init__(self, n_chunks: int) -> None:
-        self._left = n_chunks
-        self._fn = np.zeros(0, np.int64)
-        self._ft = np.zeros(0, np.float64)
-        self._size = 0
-
-    def append(self, frame_number: np.ndarray, frame_time: np.ndarray) -> slice:
-        """Add one chunk's frames; returns where they are in :meth:`arrays`."""
-        n = len(frame_number)
-        self._left -= 1
-        a, b = self._size, self._size + n
-        if b > len(self._fn):
-            room = max(b + max(n, 1) * max(self._left, 0), 2 * len(self._fn))
-            fn, ft = np.empty(room, np.int64), np.empty(room, np.float64)
-            fn[:a], ft[:a] = self._fn[:a], self._ft[:a]
-            self._fn, self._ft = fn, ft
-        self._fn[a:b] = frame_number
-        self._ft[a:b] = frame_time
-        self._size = b
-        return slice(a, b)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """The frames appended, in order."""
-        return self._fn[:self._size], self._ft[:self._size]
 
 
 @dataclasses.dataclass
@@ -528,7 +494,7 @@ class ChunkScanner:
 
         # every chunk's frames go straight into one pair of arrays (no per-chunk arrays kept
         # for a concatenation at the end): 16 bytes per frame at the peak instead of 32
-        stack = _FrameStack(n)
+        stack = FrameStack(n)
         read: list[tuple[ListedChunk, slice, bool]] = []  # chunk, its frames in stack, kept in the state
         fresh = 0
         if previous is not None and matched.any() and is_lazy(previous.frame_number) and self.storage.is_remote:
@@ -557,7 +523,9 @@ class ChunkScanner:
             read.append((chunk, stack.append(*frames), kept))
         frame_number, frame_time = stack.arrays()
         if all(kept for _, _, kept in read):
-            entries = [(chunk, frame_number[part], frame_time[part]) for chunk, part, _ in read]
+            # only the entries' lengths are used with the arrays given: views of the times, so
+            # that frame numbers held as runs are not made into arrays chunk by chunk
+            entries = [(chunk, frame_time[part], frame_time[part]) for chunk, part, _ in read]
             state = ScanState.from_entries(entries, stat_time, frame_number, frame_time)
             index = state.frame_index()
         else:
@@ -582,5 +550,9 @@ def _same(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) ->
 
 def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     """True if ``a`` and ``b`` are the same memory (a memmap and its ndarray view, say)."""
+    if a is b:
+        return True  # a RunArray, say, which has no buffer of its own
+    if isinstance(a, RunArray) or isinstance(b, RunArray):
+        return False
     return (len(a) == len(b) and a.dtype == b.dtype
             and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
