@@ -411,6 +411,19 @@ class LocalStorage(Storage):
             return None
         return StatToken(int(st.st_size), int(st.st_mtime_ns), int(st.st_ino))
 
+    def stat_tokens(self, paths: Sequence[str]) -> list[StatToken | None]:
+        # one tight loop: a cached open of 1 800 chunks is mostly this (~3 µs per stat here)
+        out: list[StatToken | None] = []
+        append, stat_, token = out.append, os.stat, StatToken
+        for path in paths:
+            try:
+                st = stat_(path)
+            except (OSError, ValueError):
+                append(None)
+                continue
+            append(token(st.st_size, st.st_mtime_ns, st.st_ino))
+        return out
+
     def is_dir(self, path: str) -> bool:
         return os.path.isdir(path)
 

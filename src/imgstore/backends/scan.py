@@ -275,7 +275,10 @@ class ChunkScanner:
         """
         chunks = sorted(self.backend.list_chunks() if chunks is None else chunks)
         if not self.storage.is_remote:
-            return [ListedChunk(n, base, self.freshness_key(base)) for n, base in chunks]
+            # the usual kind (.npz) for all in one batch; the precedence walk only where it is missing
+            tokens = self.storage.stat_tokens([base + ondisk.INDEX_SUFFIXES[0] for _, base in chunks])
+            return [ListedChunk(n, base, FreshnessKey(0, t.size, t.mtime_ns, t.inode) if t is not None
+                                else self.freshness_key(base)) for (n, base), t in zip(chunks, tokens, strict=True)]
         saved: dict[int, FreshnessKey] = {}
         if previous is not None:
             inodes = previous.inode if previous.inode is not None else np.zeros(len(previous.chunk_number), np.uint64)
