@@ -15,6 +15,7 @@ import math
 
 import memory
 import peers
+import startup
 
 LIBS = ("ours", "reference")
 
@@ -360,6 +361,8 @@ def render(data: dict) -> str:
     lines += index_table(data.get("week"), "Week-long store (7 days at 30 frames/s)")
     if data.get("memory"):
         lines += memory.section(data["memory"])
+    if data.get("startup"):
+        lines += startup.section(data["startup"])
     lines += fixture_table(data.get("fixtures", []))
     lines += physical_table(data.get("physical"))
     if data.get("peers"):
@@ -492,4 +495,6 @@ def evaluate(data: dict, quick: bool) -> tuple[list, list]:
                               "reference": cell.get("reference"), "ours": cell.get("ours")})
     if data.get("memory") is not None or not quick:
         goals.append(memory.goal(data.get("memory")))
+    if data.get("startup") is not None or not quick:
+        goals.append(startup.goal(data.get("startup")))
     return goals, published

@@ -32,6 +32,7 @@ import layout  # noqa: E402
 import memory  # noqa: E402
 import peers  # noqa: E402
 import report  # noqa: E402
+import startup  # noqa: E402
 from workers import log, run_batch  # noqa: E402
 
 FIXTURES = "/work/shared/fixtures/upstream-0.4.0"
@@ -598,7 +599,7 @@ def parse_args(argv=None):
     ap.add_argument("--libs", default="ours,reference", help="comma list: ours, reference (default both)")
     ap.add_argument("--reps", type=int, default=None, help="repeats per library (default 2)")
     ap.add_argument("--skip", default="",
-                    help="comma list of phases to skip: fixtures,index,week,memory,physical,peers")
+                    help="comma list of phases to skip: fixtures,index,week,memory,startup,physical,peers")
     ap.add_argument("--keep-work", action="store_true", help="keep written stores after the run")
     ap.add_argument("--peers-venv", default=os.path.join(HERE, ".venv-peers"),
                     help="venv of the peers phase (torchcodec, decord, PyAV, OpenCV; made on first use)")
@@ -655,10 +656,13 @@ def main(argv=None) -> int:
         index = bench.index_phase(profile.index_frames, profile.index_lookups_ref)
     if profile.week_frames and "week" not in args.skip:
         week = bench.index_phase(profile.week_frames, profile.week_lookups_ref, images_per_chunk=2, label="week")
-    memory_data = None
+    memory_data = startup_data = None
     if "memory" not in args.skip and "ours" in args.libs:
         # resident memory of opening a 36 M-frame store, fresh processes (benchmarks/memory.py)
         memory_data = memory.run_phase(quick=args.quick, reps=profile.reps, work=bench.work)
+    if "startup" not in args.skip and "ours" in args.libs:
+        # the fixed cost of writing short stores against bare PyAV (benchmarks/startup.py)
+        startup_data = startup.run_phase(reps=5)
     physical = None if "physical" in args.skip or "ours" not in args.libs else bench.physical_phase(cases)
     peer_data = None
     if "peers" not in args.skip and "ours" in args.libs:
@@ -672,7 +676,8 @@ def main(argv=None) -> int:
             "cases": [{"key": c.key, "title": c.title, "size": c.size.key, "fmt": c.fmt, "gop": c.gop,
                        "written_by": c.written_by, "store": c.store, "notes": c.notes, "metrics": c.metrics,
                        "raw": c.raw} for c in cases],
-            "fixtures": fixtures, "index": index, "week": week, "memory": memory_data, "physical": physical,
+            "fixtures": fixtures, "index": index, "week": week, "memory": memory_data, "startup": startup_data,
+            "physical": physical,
             "peers": peer_data,
             "warnings": bench.warnings}
     data["goals"], data["published"] = report.evaluate(data, quick=args.quick)
