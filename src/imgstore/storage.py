@@ -119,6 +119,10 @@ class Storage(ABC):
         With ``limit``, a file larger than ``limit`` bytes is refused (``EFBIG``) unread.
         """
 
+    def read_buffer(self, path: str) -> bytearray:
+        """A whole file in a new, writable buffer (frames are decoded in place from it)."""
+        return bytearray(self.read_bytes(path))
+
     @abstractmethod
     def open_read(self, path: str) -> BinaryIO:
         """A seekable binary file object (``FileNotFoundError`` if missing)."""
@@ -388,6 +392,24 @@ class LocalStorage(Storage):
             if start:
                 f.seek(start)
             return f.read() if stop is None else f.read(max(0, stop - start))
+
+    def read_buffer(self, path: str) -> bytearray:
+        # read straight into the buffer the frame is made of: read_bytes plus a copy to make it
+        # writable cost 3.4x a 640x480 npy frame's np.load (1 171-1 589 vs 5 862-6 030 reads/s)
+        with self.open_read(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            buf = bytearray(size)
+            view = memoryview(buf)
+            got = 0
+            while got < size:
+                n = f.readinto(view[got:])  # type: ignore[attr-defined]  # a BufferedReader
+                if not n:
+                    break  # shorter than fstat said (truncated meanwhile): what is there
+                got += n
+            del view
+            if got < size:
+                del buf[got:]
+            return buf
 
     def open_read(self, path: str) -> BinaryIO:
         # non-blocking: a FIFO planted where a store file belongs must not hang the reader;
