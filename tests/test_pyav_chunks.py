@@ -702,6 +702,37 @@ def test_sequential_reading_switches_to_frame_threads_and_back(tmp_path):
         assert r.stats["mode_switches"] == 0  # an explicit thread count is kept
 
 
+@pytest.mark.parametrize("color", [False, True])
+def test_large_frames_use_slice_threads_for_random_access(tmp_path, monkeypatch, color):
+    """Large frames (here: any size, by lowering the threshold) read sequentially with
+    frame threads and randomly with slice threads; every core is used either way (one
+    chunk at a time in batches) and the pixels equal a plain decode."""
+    need("h264/mkv")
+    monkeypatch.setattr(VideoChunkReader, "THREADED_PIXELS", 1)
+    path = chunk_path(tmp_path, "h264/mkv")
+    n = 120
+    table, _, _ = write_chunk(path, "h264/mkv", n, h=96, w=128, color=color, keyframe_interval=60)
+    expected = plain_decode(path, color=color)
+    with VideoChunkReader(path, color=color, frame_table=table) as r:
+        for i in range(10):  # started at the first frame: frame threads
+            np.testing.assert_array_equal(r.read(i), expected[i])
+        lane = r._lanes[0]
+        assert lane.threaded and str(lane.cc.thread_type).endswith("AUTO") and r.parallel_decoding
+        for pos in mixed_order(n, 3, 80):
+            np.testing.assert_array_equal(r.read(pos), expected[pos], err_msg=f"position {pos}")
+        r.read(5)
+        r.read(100)  # two jumps: slice threads, one decoder (no lanes for large frames)
+        assert r.stats["lanes"] == 1
+        lane = r._lanes[0]
+        assert not lane.threaded and str(lane.cc.thread_type).endswith("SLICE") and lane.cc.thread_count != 1
+        assert r.parallel_decoding
+        assert r.stats["retries"] == 0
+    with VideoChunkReader(path, color=color, frame_table=table, threads=1) as r:
+        for pos in (50, 3, 119):
+            np.testing.assert_array_equal(r.read(pos), expected[pos])
+        assert r.stats["mode_switches"] == 0 and r._lanes[0].cc.thread_count == 1
+
+
 def test_lanes_are_bounded_and_released(tmp_path):
     need("h264/mkv")
     path = chunk_path(tmp_path, "h264/mkv")

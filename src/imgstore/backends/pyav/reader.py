@@ -69,8 +69,10 @@ class VideoChunkReader:
     threads : int, optional
         Decoder threads.  None (default): chosen per access pattern.  Frames of at least
         :attr:`THREADED_PIXELS` pixels or :attr:`HEAVY_FRAME_BYTES` compressed bytes
-        (on average) always use FFmpeg frame+slice threading (one thread per core);
-        FFV1 always decodes its slices in parallel.  Smaller frames of codecs with
+        (on average) always use one thread per core: large H.264 and H.265 frames
+        (not heavy ones) frame threads for sequential reading and slice threads for
+        random access (switching like small frames, below), others FFmpeg's
+        frame+slice threading; FFV1 always decodes its slices in parallel.  Smaller frames of codecs with
         frame threading (H.264, H.265) decode single-threaded for random access and
         switch to frame threading for sequential reading: when a reader's first read is
         position 0, or after :attr:`SEQUENTIAL_RUN` reads in a row of the next
@@ -159,6 +161,7 @@ class VideoChunkReader:
         except OSError:
             self._heavy = False
         self._lanes: list[DecoderLane] = []
+        self._large = False  # frames decoded with every core whatever the access pattern (set with the first lane)
         self._max_lanes = 1  # set when the first lane opens (depends on the codec)
         self._can_skip = False
         self._tick = 0
@@ -216,6 +219,7 @@ class VideoChunkReader:
         # with inter prediction
         self._can_skip = (not self._intra) and cc.name in ("h264", "hevc")
         large = (cc.width or 0) * (cc.height or 0) >= self.THREADED_PIXELS or self._heavy
+        self._large = large
         self._max_lanes = self.MAX_LANES if (self._can_skip and not large and self._threads in (None, 1)) else 1
         self._set_threads(lane, threaded, large)
         lane.packets = container.demux(lane.stream)
@@ -227,14 +231,27 @@ class VideoChunkReader:
         """Thread settings; they only take effect when the decoder opens (first decode)."""
         cc = lane.cc
         lane.adaptive = False
+        frame_threads = self._threads is None and not self._intra and cc.codec.capabilities & _CAP_FRAME_THREADS
         if self._threads is None and cc.name == "ffv1":
             # FFV1 slices decode in parallel without delaying output
             cc.thread_type, cc.thread_count = "SLICE", 0
+        elif large and frame_threads and self._can_skip and not self._heavy:
+            # large frames: every core either way, frame threads for sequential reading,
+            # slice threads for random access (one thread for streams of one slice per
+            # frame).  A random read skips the non-reference frames before its target, and
+            # a frame-threaded decoder passes every packet through its pipeline of threads
+            # and starts it again after each seek: 1920x1080 H.264, keyframe 250, 2 cores,
+            # reads 20-245 frames after the keyframe took 52-59 ms with frame threads,
+            # 38-40 ms with one thread, 31-37 ms with slice threads (PERF_NOTES.md).
+            # Heavy frames (lossless H.264: no frames to skip) keep frame threads, which
+            # pay off for their random access (docs/video-notes.md)
+            lane.adaptive = True
+            cc.thread_type, cc.thread_count = ("AUTO" if threaded else "SLICE"), 0
         elif self._threads is None and large:
             cc.thread_type, cc.thread_count = "AUTO", 0
         elif self._threads is not None and self._threads != 1:
             cc.thread_type, cc.thread_count = "AUTO", self._threads
-        elif self._threads is None and not self._intra and cc.codec.capabilities & _CAP_FRAME_THREADS:
+        elif frame_threads:
             lane.adaptive = True
             if threaded:
                 cc.thread_type, cc.thread_count = "FRAME", 0
@@ -242,14 +259,15 @@ class VideoChunkReader:
                 cc.thread_type, cc.thread_count = "NONE", 1
         else:
             cc.thread_type, cc.thread_count = "NONE", 1
-        lane.threaded = cc.thread_count != 1
+        # "threaded": frame threads (an adaptive lane's sequential mode)
+        lane.threaded = bool(threaded) if lane.adaptive else cc.thread_count != 1
 
     def _switch_threads(self, lane: DecoderLane, threaded: bool) -> None:
         """Continue with a decoder of the other threading mode in `lane` (a fresh one)."""
         self.stats["mode_switches"] += 1
         if lane.fresh:
-            # nothing decoded yet: no need to reopen (adaptive lanes are never "large")
-            self._set_threads(lane, threaded, large=False)
+            # nothing decoded yet: no need to reopen
+            self._set_threads(lane, threaded, self._large)
         else:
             self._open_lane(lane, threaded)
 
@@ -420,7 +438,8 @@ class VideoChunkReader:
     def parallel_decoding(self) -> bool:
         """True if this reader's decoders use several cores whatever the access pattern."""
         if self._lanes and self._lanes[0].cc is not None:
-            return not self._lanes[0].adaptive and self._lanes[0].threaded
+            lane = self._lanes[0]
+            return self._large or (not lane.adaptive and lane.cc.thread_count != 1)
         return self._threads not in (None, 1)
 
     def _seek_and_decode(self, lane: DecoderLane, position: int, target: int, kf: int, drain: bool) -> av.VideoFrame:
