@@ -236,15 +236,12 @@ class VideoChunkReader:
             # FFV1 slices decode in parallel without delaying output
             cc.thread_type, cc.thread_count = "SLICE", 0
         elif large and frame_threads and self._can_skip and not self._heavy:
-            # large frames: every core either way, frame threads for sequential reading,
-            # slice threads for random access (one thread for streams of one slice per
-            # frame).  A random read skips the non-reference frames before its target, and
-            # a frame-threaded decoder passes every packet through its pipeline of threads
-            # and starts it again after each seek: 1920x1080 H.264, keyframe 250, 2 cores,
-            # reads 20-245 frames after the keyframe took 52-59 ms with frame threads,
-            # 38-40 ms with one thread, 31-37 ms with slice threads (PERF_NOTES.md).
-            # Heavy frames (lossless H.264: no frames to skip) keep frame threads, which
-            # pay off for their random access (docs/video-notes.md)
+            # large frames: frame threads for sequential reading, slice threads for random
+            # access, where the non-reference frames before the target are skipped and a
+            # frame-threaded decoder restarts its thread pipeline after each seek (1080p,
+            # keyframe 250, 2 cores: 52-59 ms per read with frame threads, 38-40 with one
+            # thread, 31-37 with slices; PERF_NOTES.md).  Heavy frames (lossless H.264:
+            # nothing to skip) keep frame threads, which pay off there (docs/video-notes.md)
             lane.adaptive = True
             cc.thread_type, cc.thread_count = ("AUTO" if threaded else "SLICE"), 0
         elif self._threads is None and large:
@@ -253,10 +250,7 @@ class VideoChunkReader:
             cc.thread_type, cc.thread_count = "AUTO", self._threads
         elif frame_threads:
             lane.adaptive = True
-            if threaded:
-                cc.thread_type, cc.thread_count = "FRAME", 0
-            else:
-                cc.thread_type, cc.thread_count = "NONE", 1
+            cc.thread_type, cc.thread_count = ("FRAME", 0) if threaded else ("NONE", 1)
         else:
             cc.thread_type, cc.thread_count = "NONE", 1
         # "threaded": frame threads (an adaptive lane's sequential mode)
