@@ -293,3 +293,46 @@ def test_batch_over_more_chunks_than_open_readers(tmp_path):
     with imgstore.new_for_filename(path) as s:
         for _ in range(3):
             check_batch(s, s.get_frames(asked), asked)
+
+
+def _vm_flags(addr: int) -> set[str]:
+    """The VmFlags of the mapping holding `addr` (Linux /proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head == "VmFlags:":
+                return set(line.split()[1:])
+    return set()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only")
+def test_batch_output_is_advised_small_pages():
+    """The batch output's untouched pages are advised 4 KiB pages (not huge pages, whose
+    faults were sometimes slow enough to make a batch slower than single reads); small
+    arrays are left alone, and the array keeps working."""
+    from imgstore.backends.batch import prefer_small_pages
+
+    big = np.empty((40, 480, 640), np.uint8)  # 12 MB: numpy advises huge pages
+    assert prefer_small_pages(big)
+    assert "nh" in _vm_flags(big.ctypes.data + big.nbytes // 2)
+    big[...] = 7
+    assert int(big.sum()) == 7 * big.size
+    small = np.empty((4, 48, 64), np.uint8)
+    assert not prefer_small_pages(small)
+
+
+def test_store_batch_reads_into_small_pages(long_gop, monkeypatch):
+    """A store's batch read advises its output before decoding into it (same frames)."""
+    from imgstore.backends import batch
+
+    advised = []
+    real = batch.prefer_small_pages
+    monkeypatch.setattr(batch, "prefer_small_pages", lambda arr: advised.append(arr.shape) or real(arr))
+    with imgstore.new_for_filename(long_gop) as s:
+        asked = [5, 1, 5, 30]
+        check_batch(s, s.get_frames(asked), asked)
+        assert advised == [(4, H, W)]

@@ -702,6 +702,70 @@ def test_sequential_reading_switches_to_frame_threads_and_back(tmp_path):
         assert r.stats["mode_switches"] == 0  # an explicit thread count is kept
 
 
+@pytest.mark.parametrize("color", [False, True])
+def test_large_frames_use_slice_threads_for_random_access(tmp_path, monkeypatch, color):
+    """Large frames (here: any size, by lowering the threshold) of several slices (our
+    writer's) read sequentially with frame threads and randomly with slice threads; every
+    core is used either way (one chunk at a time in batches); the pixels equal a plain decode."""
+    need("h264/mkv")
+    monkeypatch.setattr(VideoChunkReader, "THREADED_PIXELS", 1)
+    path = chunk_path(tmp_path, "h264/mkv")
+    n = 120
+    table, _, _ = write_chunk(path, "h264/mkv", n, h=192, w=256, color=color, keyframe_interval=60)
+    expected = plain_decode(path, color=color)
+    with VideoChunkReader(path, color=color, frame_table=table) as r:
+        assert r._slices == 2  # x264 in sliced-thread mode, as PyAV opens it
+        for i in range(10):  # started at the first frame: frame threads
+            np.testing.assert_array_equal(r.read(i), expected[i])
+        lane = r._lanes[0]
+        assert lane.threaded and str(lane.cc.thread_type).endswith("AUTO") and r.parallel_decoding
+        for pos in mixed_order(n, 3, 80):
+            np.testing.assert_array_equal(r.read(pos), expected[pos], err_msg=f"position {pos}")
+        r.read(5)
+        r.read(100)  # two jumps: slice threads, one decoder (no lanes for large frames)
+        assert r.stats["lanes"] == 1
+        lane = r._lanes[0]
+        assert not lane.threaded and str(lane.cc.thread_type).endswith("SLICE") and lane.cc.thread_count != 1
+        assert r.parallel_decoding
+        assert r.stats["retries"] == 0
+    with VideoChunkReader(path, color=color, frame_table=table, threads=1) as r:
+        for pos in (50, 3, 119):
+            np.testing.assert_array_equal(r.read(pos), expected[pos])
+        assert r.stats["mode_switches"] == 0 and r._lanes[0].cc.thread_count == 1
+
+
+def test_large_frames_of_one_slice_keep_frame_threads(tmp_path, monkeypatch):
+    """One slice per frame (OpenCV's and FFmpeg's x264 files): slice threads would decode on
+    one thread, so random access keeps frame+slice threading."""
+    need("h264/mkv")
+    monkeypatch.setattr(VideoChunkReader, "THREADED_PIXELS", 1)
+    path = str(tmp_path / "one-slice.mkv")
+    n = 80
+    write_x264(path, n, {"preset": "veryfast", "threads": "1"})
+    expected = plain_decode(path, color=False)
+    with VideoChunkReader(path, color=False) as r:
+        for pos in mixed_order(n, 4, 40):
+            np.testing.assert_array_equal(r.read(pos), expected[pos], err_msg=f"position {pos}")
+        assert r._slices == 1 and r.parallel_decoding and r.stats["mode_switches"] == 0
+        assert all(str(lane.cc.thread_type).endswith("AUTO") for lane in r._lanes)
+
+
+def test_h264_slices_counts_slice_nal_units():
+    from imgstore.backends.pyav.lane import h264_slices
+
+    avcc = bytes([1, 100, 0, 40, 0xFF])  # 4-byte NAL lengths
+
+    def nal(kind: int, size: int = 6) -> bytes:
+        return size.to_bytes(4, "big") + bytes([0x60 | kind]) + bytes(size - 1)
+
+    assert h264_slices(nal(9) + nal(6) + nal(5) + nal(5) + nal(5), avcc) == 3  # AUD, SEI, 3 IDR slices
+    assert h264_slices(nal(1), avcc) == 1
+    assert h264_slices(nal(1) + b"\0\0", avcc) == 0  # trailing bytes: not length-prefixed
+    assert h264_slices(nal(1)[:-1], avcc) == 0  # a length past the end
+    assert h264_slices(b"\0\0\0\1\x65abc", None) == 0  # Annex B: no avcC header
+    assert h264_slices(nal(5), bytes([1, 100, 0, 40, 0xFC])) == 0  # 1-byte lengths do not parse
+
+
 def test_lanes_are_bounded_and_released(tmp_path):
     need("h264/mkv")
     path = chunk_path(tmp_path, "h264/mkv")

@@ -7,13 +7,41 @@ where its last read stopped.
 from __future__ import annotations
 
 import collections
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import av
+import av.error
 
 from .frame_table import close_input
 
-__all__ = ["DecoderLane"]
+__all__ = ["DecoderLane", "h264_slices"]
+
+
+def h264_slices(payload: bytes, extradata: bytes | None) -> int:
+    """Slices (NAL units of types 1 and 5) in one H.264 packet as MP4 and Matroska store it.
+
+    Those containers hold length-prefixed NAL units, the prefix size given by the ``avcC``
+    header (`extradata`); 0 when the packet is not in that form (no ``avcC`` header, a
+    length that runs past the end).
+    """
+    if not extradata or len(extradata) < 5 or extradata[0] != 1:
+        return 0
+    size = (extradata[4] & 3) + 1
+    k, slices = 0, 0
+    while k + size < len(payload):
+        length = int.from_bytes(payload[k:k + size], "big")
+        if length == 0 or k + size + length > len(payload):
+            return 0
+        slices += (payload[k + size] & 0x1F) in (1, 5)
+        k += size + length
+    return slices if k == len(payload) else 0
+
+
+def _raising(exc: Exception) -> Iterator[Any]:
+    raise exc
+    yield  # a generator: it raises on first use, as the demuxer would have
 
 
 class DecoderLane:
@@ -36,6 +64,18 @@ class DecoderLane:
         self.adaptive = False  # its threading follows the access pattern
         self.used = 0  # when it last served a read
         self.digest_seed = 0  # seed of the packet checksums (the stream's codec header)
+
+    def peek_slices(self) -> int:
+        """Slices of the next packet's frame (:func:`h264_slices`); the packet stays next."""
+        try:
+            first = next(self.packets)
+        except StopIteration:
+            return 0
+        except av.error.FFmpegError as exc:
+            self.packets = _raising(exc)
+            return 0
+        self.packets = itertools.chain([first], self.packets)
+        return h264_slices(bytes(first), self.cc.extradata)
 
     def close(self) -> None:
         if self.container is not None:

@@ -69,9 +69,11 @@ class VideoChunkReader:
     threads : int, optional
         Decoder threads.  None (default): chosen per access pattern.  Frames of at least
         :attr:`THREADED_PIXELS` pixels or :attr:`HEAVY_FRAME_BYTES` compressed bytes
-        (on average) always use FFmpeg frame+slice threading (one thread per core);
-        FFV1 always decodes its slices in parallel.  Smaller frames of codecs with
-        frame threading (H.264, H.265) decode single-threaded for random access and
+        (on average) use one thread per core: frame+slice threading, or for H.264 of
+        several slices per frame (not heavy) slice threads for random access and frame
+        threads for sequential reading, switching like small frames (below).  FFV1
+        decodes its slices in parallel.  Smaller frames of codecs with frame
+        threading (H.264, H.265) decode single-threaded for random access and
         switch to frame threading for sequential reading: when a reader's first read is
         position 0, or after :attr:`SEQUENTIAL_RUN` reads in a row of the next
         position, at a keyframe; the first jump switches back.  Measured on 2 cores
@@ -159,6 +161,8 @@ class VideoChunkReader:
         except OSError:
             self._heavy = False
         self._lanes: list[DecoderLane] = []
+        self._large = False  # frames decoded with every core whatever the access pattern (set with the first lane)
+        self._slices: int | None = None  # slices per frame of large H.264 frames (0: unknown or not used)
         self._max_lanes = 1  # set when the first lane opens (depends on the codec)
         self._can_skip = False
         self._tick = 0
@@ -212,44 +216,52 @@ class VideoChunkReader:
         lane.eof = False
         self.stats["opens"] += 1
         cc = lane.cc
-        # skipping non-reference frames on the way to a target only pays off for codecs
-        # with inter prediction
+        # skipping non-reference frames on the way to a target: codecs with inter prediction
         self._can_skip = (not self._intra) and cc.name in ("h264", "hevc")
-        large = (cc.width or 0) * (cc.height or 0) >= self.THREADED_PIXELS or self._heavy
+        self._large = large = (cc.width or 0) * (cc.height or 0) >= self.THREADED_PIXELS or self._heavy
         self._max_lanes = self.MAX_LANES if (self._can_skip and not large and self._threads in (None, 1)) else 1
-        self._set_threads(lane, threaded, large)
         lane.packets = container.demux(lane.stream)
-        lane.cursor = 0  # a fresh demuxer starts at the first frame
-        lane.fresh = True
+        if self._slices is None:  # slices per frame: they decide the threads for random access
+            self._slices = lane.peek_slices() if (large and cc.name == "h264") else 0
+        self._set_threads(lane, threaded, large)
+        lane.cursor, lane.fresh = 0, True  # a fresh demuxer starts at the first frame
         return lane
 
     def _set_threads(self, lane: DecoderLane, threaded: bool, large: bool) -> None:
         """Thread settings; they only take effect when the decoder opens (first decode)."""
         cc = lane.cc
         lane.adaptive = False
+        frame_threads = self._threads is None and not self._intra and cc.codec.capabilities & _CAP_FRAME_THREADS
         if self._threads is None and cc.name == "ffv1":
             # FFV1 slices decode in parallel without delaying output
             cc.thread_type, cc.thread_count = "SLICE", 0
+        elif large and frame_threads and self._can_skip and not self._heavy and (self._slices or 0) > 1:
+            # large frames of several slices (ours): slice threads for random access, where
+            # the non-reference frames before the target are skipped and frame threads
+            # restart their pipeline after each seek (1080p, keyframe 250, 2 cores: 52-59
+            # ms per read with frame threads, 31-37 with slices; one slice per frame would
+            # decode on one thread, 5 % slower; PERF_NOTES.md).  Heavy frames (lossless:
+            # nothing to skip) keep frame threads, which pay off there (docs/video-notes.md)
+            lane.adaptive = True
+            cc.thread_type, cc.thread_count = ("AUTO" if threaded else "SLICE"), 0
         elif self._threads is None and large:
             cc.thread_type, cc.thread_count = "AUTO", 0
         elif self._threads is not None and self._threads != 1:
             cc.thread_type, cc.thread_count = "AUTO", self._threads
-        elif self._threads is None and not self._intra and cc.codec.capabilities & _CAP_FRAME_THREADS:
+        elif frame_threads:
             lane.adaptive = True
-            if threaded:
-                cc.thread_type, cc.thread_count = "FRAME", 0
-            else:
-                cc.thread_type, cc.thread_count = "NONE", 1
+            cc.thread_type, cc.thread_count = ("FRAME", 0) if threaded else ("NONE", 1)
         else:
             cc.thread_type, cc.thread_count = "NONE", 1
-        lane.threaded = cc.thread_count != 1
+        # "threaded": frame threads (an adaptive lane's sequential mode)
+        lane.threaded = bool(threaded) if lane.adaptive else cc.thread_count != 1
 
     def _switch_threads(self, lane: DecoderLane, threaded: bool) -> None:
         """Continue with a decoder of the other threading mode in `lane` (a fresh one)."""
         self.stats["mode_switches"] += 1
         if lane.fresh:
-            # nothing decoded yet: no need to reopen (adaptive lanes are never "large")
-            self._set_threads(lane, threaded, large=False)
+            # nothing decoded yet: no need to reopen
+            self._set_threads(lane, threaded, self._large)
         else:
             self._open_lane(lane, threaded)
 
@@ -420,7 +432,8 @@ class VideoChunkReader:
     def parallel_decoding(self) -> bool:
         """True if this reader's decoders use several cores whatever the access pattern."""
         if self._lanes and self._lanes[0].cc is not None:
-            return not self._lanes[0].adaptive and self._lanes[0].threaded
+            lane = self._lanes[0]
+            return self._large or (not lane.adaptive and lane.cc.thread_count != 1)
         return self._threads not in (None, 1)
 
     def _seek_and_decode(self, lane: DecoderLane, position: int, target: int, kf: int, drain: bool) -> av.VideoFrame:
