@@ -131,12 +131,12 @@ def test_a_cache_truncated_in_place_while_open_raises(tmp_path, truth):
 
 def test_the_file_is_closed_with_the_store(cached_store):
     s = imgstore.new_for_filename(cached_store)
-    fn, _ = _lazy_arrays(s)
+    fn, ft = _lazy_arrays(s)
     held = fn.fetch_ranges.__self__  # the RangeFile the pages are read from
     assert isinstance(held, RangeFile)
     closed = held._finalizer
     assert closed.alive
-    del held, fn
+    del held, fn, ft
     s.close()
     del s
     gc.collect()
