@@ -64,16 +64,17 @@ def test_lookups_read_a_few_pages_and_answer_as_the_chunks_do(cached_store, trut
     picks = [rng.randrange(N_FRAMES) for _ in range(25)]
     with imgstore.new_for_filename(cached_store) as s:
         fn, ft = _lazy_arrays(s)
-        # opening compared three chunks (first, last, one at random) with their own indexes
+        # opening compared three chunks (first, last, one at random) with their own indexes: a
+        # chunk's 80 KB of numbers lie on two or three 64 KiB pages
         opened = fn.pages_fetched
-        assert opened <= 3 * 2 and ft.pages_fetched <= 3 * 2
+        assert opened <= 3 * 3 and ft.pages_fetched <= 3 * 3
         for i in picks:
             assert s.index.find_number(int(numbers[i])) == i
             assert s.index.nearest_time(float(times[i]) + 1e-4) == i
             assert s.index.metadata_at(i) == (int(numbers[i]), float(times[i]))
-        # per lookup: the chunk checked against its digest (2 pages) and a search's few probes
-        assert fn.pages_fetched - opened <= 2 + 5 * len(picks)
-        assert ft.pages_fetched - opened <= 2 + 5 * len(picks)
+        # per lookup: the chunk checked against its digest (up to 3 pages) and a search's few probes
+        assert fn.pages_fetched - opened <= 2 + 6 * len(picks)
+        assert ft.pages_fetched - opened <= 2 + 6 * len(picks)
         assert fn.pages_fetched < N_FRAMES * 8 // lazy_index.PAGE_BYTES  # not the whole array
 
 
