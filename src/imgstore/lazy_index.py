@@ -195,14 +195,14 @@ class RangeArray:
         pinned = self._pinned.get(p)
         if pinned is not None:
             return pinned
-        with self._lock:
-            page = self._pages.get(p)
-            if page is not None:
-                self._pages.move_to_end(p)
-                return page
-        self.ensure(p * self._per_page, min((p + 1) * self._per_page, self._length))
-        with self._lock:
-            return self._pages[p]
+        while True:
+            with self._lock:
+                page = self._pages.get(p)
+                if page is not None:
+                    self._pages.move_to_end(p)
+                    return page
+            # read it (again, should other threads' pages have pushed it out meanwhile)
+            self.ensure(p * self._per_page, min((p + 1) * self._per_page, self._length))
 
     def _range(self, start: int, stop: int) -> np.ndarray:
         if self._full is not None:
