@@ -201,6 +201,9 @@ class RangeArray:
                 if page is not None:
                     self._pages.move_to_end(p)
                     return page
+            full = self._full
+            if full is not None:  # another thread had the whole array meanwhile: no pages any more
+                return full[p * self._per_page:(p + 1) * self._per_page]
             # read it (again, should other threads' pages have pushed it out meanwhile)
             self.ensure(p * self._per_page, min((p + 1) * self._per_page, self._length))
 
