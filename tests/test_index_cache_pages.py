@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import os
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -157,3 +158,74 @@ def test_range_file_reads_exact_ranges(tmp_path):
         f.read_ranges([(len(data) - 1, len(data) + 5)])
     f.close()
     f.close()  # twice is harmless
+
+
+def test_threads_looking_up_while_pages_are_dropped_and_the_whole_array_is_had(cached_store, truth,
+                                                                               monkeypatch):
+    monkeypatch.setattr(lazy_index, "MAX_LOCAL_PAGES", 2)  # every thread pushes the others' pages out
+    numbers, times = truth
+    with imgstore.new_for_filename(cached_store) as s:
+        fn, _ = _lazy_arrays(s)
+        errors_seen: list[BaseException] = []
+        start = threading.Barrier(5)
+
+        def look(seed: int) -> None:
+            rng = random.Random(seed)
+            start.wait()
+            try:
+                for _ in range(150):
+                    i = rng.randrange(N_FRAMES)
+                    assert s.index.metadata_at(i) == (int(numbers[i]), float(times[i]))
+                    assert fn[i] == numbers[i]
+            except BaseException as exc:  # reported below, with the thread's failure
+                errors_seen.append(exc)
+
+        def load_whole() -> None:
+            start.wait()
+            fn.load()  # the pages go; lookups in flight must still answer
+
+        threads = [threading.Thread(target=look, args=(k,)) for k in range(4)]
+        threads.append(threading.Thread(target=load_whole))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
+        assert not errors_seen, errors_seen[0]
+
+
+def _array_of(cached_store: str) -> tuple[imgstore.ImgStore, lazy_index.RangeArray]:
+    s = imgstore.new_for_filename(cached_store)
+    fn, _ = _lazy_arrays(s)
+    return s, fn
+
+
+def test_a_page_pushed_out_before_it_is_taken_is_read_again(cached_store, truth, monkeypatch):
+    s, fn = _array_of(cached_store)
+    with s:
+        real = lazy_index.RangeArray.ensure
+        pushed = []
+
+        def ensure_then_pushed_out(self, start, stop):
+            real(self, start, stop)
+            if not pushed:  # another thread's pages take its place, once
+                pushed.append(start)
+                self._pages.clear()
+
+        monkeypatch.setattr(lazy_index.RangeArray, "ensure", ensure_then_pushed_out)
+        i = N_FRAMES // 2 + 17
+        assert fn[i] == truth[0][i] and pushed
+
+
+def test_a_page_asked_while_the_whole_array_is_had_comes_from_it(cached_store, truth, monkeypatch):
+    s, fn = _array_of(cached_store)
+    with s:
+        real = lazy_index.RangeArray.ensure
+
+        def whole_array_meanwhile(self, start, stop):
+            self.load()  # another thread needed the whole array: the pages are gone
+            real(self, start, stop)
+
+        monkeypatch.setattr(lazy_index.RangeArray, "ensure", whole_array_meanwhile)
+        i = N_FRAMES // 3 + 5
+        assert fn._page(i // fn._per_page)[i % fn._per_page] == truth[0][i]

@@ -49,7 +49,7 @@ def test_truncated_payload_is_named_damage(tmp_path):
 def test_object_arrays_and_bad_magic_are_refused():
     obj = io.BytesIO()
     np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ChunkReadError, match="damaged .*Object arrays"):
+    with pytest.raises(ChunkReadError, match=r"damaged .*Object arrays"):
         decode_frame_file(bytearray(obj.getvalue()), "o.npy", "npy", color=False)
     with pytest.raises(ChunkReadError, match=r"frame file x\.npy is damaged"):
         decode_frame_file(bytearray(b"NOTNUMPY" + bytes(100)), "x.npy", "npy", color=False)
