@@ -65,3 +65,37 @@ def test_read_chunk_index_uses_it(tmp_path):
     np.testing.assert_array_equal(got["pts"], ARRAYS["pts"])
     np.testing.assert_array_equal(got["frame_time"], ARRAYS["frame_time"])
     assert got["keyframe"].dtype == bool
+
+
+def test_member_names_from_the_tail(tmp_path):
+    big = {"frame_number": np.arange(5000), "frame_time": np.arange(5000.0), "payload_xxh3": np.zeros(5000, "u8")}
+    np.savez(tmp_path / "a.npz", **big)
+    data = (tmp_path / "a.npz").read_bytes()
+    assert stored_npz.member_names(data[-4096:], len(data) - 4096) == [f"{k}.npy" for k in big]
+    # a tail that stops short of the central directory cannot say
+    assert stored_npz.member_names(data[-60:], len(data) - 60) is None
+    assert stored_npz.member_names(b"not a zip", 0) is None
+    assert ondisk.npz_member_names(str(tmp_path / "a.npz")) == list(big)
+
+
+def test_frames_of_a_store_without_checksums_do_not_read_the_chunk_index_again(tmp_path, monkeypatch):
+    import imgstore
+    from imgstore.testing.synthetic import make_synthetic_store
+
+    path = make_synthetic_store(str(tmp_path / "s"), 40, 10, frames="all")  # no checksums, as 0.4 writes
+    with imgstore.new_for_filename(path) as s:
+        read = []
+        real = ondisk.read_chunk_index
+        monkeypatch.setattr(ondisk, "read_chunk_index", lambda *a, **k: read.append(a[0]) or real(*a, **k))
+        for i in (3, 15, 27, 39):
+            s.get_image(None, frame_index=i)
+        assert read == []  # each chunk's index tail said: no checksums to check
+    # a store that records them still has every frame checked (the index is read for them)
+    ours = str(tmp_path / "ours")
+    with imgstore.new_for_format("npy", basedir=ours, imgshape=(4, 4), imgdtype=np.uint8, chunksize=10) as w:
+        for i in range(20):
+            w.add_image(np.full((4, 4), i, np.uint8), i, 1000.0 + i)
+    with imgstore.new_for_filename(ours) as s:
+        read.clear()
+        s.get_image(None, frame_index=15)
+        assert len(read) == 1 and read[0].endswith(".npz")

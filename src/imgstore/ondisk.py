@@ -474,6 +474,26 @@ def _read_local_npz(path: str, keys: Sequence[str], storage: Storage) -> dict[st
     return stored_npz.read_members(data, keys)
 
 
+def npz_member_names(path: str, storage: Storage = LOCAL) -> list[str] | None:
+    """The array names in a local ``.npz`` chunk index, from its last 4 KiB (None: unknown).
+
+    Cheaper than reading the index when only the presence of a member matters (whether a
+    chunk recorded its frames' checksums: one ``pread`` instead of the whole file).
+    """
+    if storage.local_path(path) is None:
+        return None
+    token = storage.stat_token(path)
+    if token is None:
+        return None
+    start = max(0, token.size - 4096)
+    try:
+        tail = storage.read_bytes(path, start=start)
+    except OSError:
+        return None
+    names = stored_npz.member_names(tail, start)
+    return None if names is None else [n[:-4] if n.endswith(".npy") else n for n in names]
+
+
 def write_chunk_index(base: str, arrays: Mapping[str, np.ndarray], smd: StoreMetadata | None = None,
                       fsync: bool = True, *, storage: Storage = LOCAL) -> str:
     """Write ``<base>.npz`` atomically with ``arrays`` plus the store metadata fields.

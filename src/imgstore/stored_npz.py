@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["read_members"]
+__all__ = ["member_names", "read_members"]
 
 # the central directory's end record, one of its entries, a local file header
 _EOCD = b"PK\x05\x06"
@@ -65,6 +65,26 @@ def read_members(data: bytes | bytearray, keys: Sequence[str]) -> dict[str, np.n
             return None
         out[key] = array
     return out
+
+
+def member_names(tail: bytes, tail_start: int) -> list[str] | None:
+    """The member names of a zip archive from its last bytes (``tail``, which starts at byte
+    ``tail_start`` of the file); None if its central directory does not lie within them."""
+    end = tail.rfind(_EOCD, max(0, len(tail) - 65_557))
+    if end < 0 or len(tail) < end + 22:
+        return None
+    n_entries, _, cd_offset = struct.unpack_from("<HII", tail, end + 10)
+    pos = cd_offset - tail_start
+    if pos < 0:
+        return None
+    names = []
+    for _ in range(n_entries):
+        if tail[pos:pos + 4] != _CENTRAL or pos + 46 > len(tail):
+            return None
+        nlen, xlen, clen = struct.unpack_from("<HHH", tail, pos + 28)
+        names.append(tail[pos + 46:pos + 46 + nlen].decode("utf-8", "replace"))
+        pos += 46 + nlen + xlen + clen
+    return names
 
 
 def _npy_vector(member: memoryview) -> np.ndarray | None:

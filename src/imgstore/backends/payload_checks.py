@@ -74,6 +74,11 @@ class PayloadDigests:
         base = self._backend.chunk_base(chunk_n)
         path = ondisk.find_index_file(base, storage=storage)
         if path is not None:
+            names = ondisk.npz_member_names(path, storage) if path.endswith(".npz") else None
+            if names is not None and PAYLOAD_DIGEST_FIELD not in names:
+                # no checksums recorded (a store of imgstore 0.4, Motif...): its end says so, the
+                # rest need not be read (a lookup per chunk in an 18 M-frame store: +0.06 ms)
+                return None, False
             try:
                 arrays = ondisk.read_chunk_index(path, (*ondisk.FRAME_MD, PAYLOAD_DIGEST_FIELD), storage=storage)
             except (IndexCorruptError, OSError):
