@@ -60,4 +60,24 @@ def test_read_from_disk_equals_the_array_saved(tmp_path):
     path = tmp_path / "000001.npy"
     np.save(path, arr)
     np.testing.assert_array_equal(read_image_file(LOCAL, str(path), "npy", color=True), arr)
-    assert LOCAL.read_buffer(str(path)) == bytearray(path.read_bytes())
+    assert LOCAL.read_buffer(str(path)).tobytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((48, 64, 3), np.uint8), ((30, 20), np.uint16), ((7, 5), np.float32)])
+def test_written_frame_files_are_what_np_save_writes(tmp_path, shape, dtype):
+    import imgstore
+    from imgstore.checksums import payload_digest
+
+    img = (np.arange(np.prod(shape)) % 250).astype(dtype).reshape(shape)
+    path = str(tmp_path / "s")
+    with imgstore.new_for_format("npy", basedir=path, imgshape=shape, imgdtype=dtype, chunksize=10) as s:
+        s.add_image(img, 0, 1.0)
+        s.add_image(np.asfortranarray(img), 1, 2.0)  # written C-ordered, as before
+    want = io.BytesIO()
+    np.save(want, img)
+    for i in (0, 1):
+        assert (tmp_path / "s" / "000000" / f"00000{i}.npy").read_bytes() == want.getvalue()
+    with np.load(tmp_path / "s" / "000000" / "index.npz") as index:
+        assert index["payload_xxh3"].tolist() == [payload_digest(want.getvalue())] * 2
+    with imgstore.new_for_filename(path) as s:
+        np.testing.assert_array_equal(s.get_image(0)[0], img)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-__all__ = ["frames_digest", "payload_digest"]
+__all__ = ["frames_digest", "payload_digest", "payload_digest_of_parts"]
 
 
 def payload_digest(data: Any, seed: int = 0) -> int:
@@ -22,6 +22,14 @@ def payload_digest(data: Any, seed: int = 0) -> int:
     header: see :func:`imgstore.backends.pyav.frame_table.packet_digest_seed`).
     """
     return xxhash.xxh3_64_intdigest(data, seed)
+
+
+def payload_digest_of_parts(parts: Any, seed: int = 0) -> int:
+    """:func:`payload_digest` of the concatenation of ``parts`` (buffers), without joining them."""
+    h = xxhash.xxh3_64(seed=seed)
+    for part in parts:
+        h.update(part)
+    return h.intdigest()
 
 
 def frames_digest(frame_number: np.ndarray, frame_time: np.ndarray) -> int:

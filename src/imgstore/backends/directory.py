@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import ondisk
-from ..checksums import payload_digest
+from ..checksums import payload_digest_of_parts
 from ..errors import ChunkReadError, InvalidImageError, UnsupportedFormatError
 from ..imageops import check_encoding, encoding_decoder, ensure_color, ensure_grayscale
 from ..ondisk import StoreMetadata
@@ -133,11 +133,22 @@ class DirectoryBackend(Backend):
 
     def encode_frame(self, img: np.ndarray) -> bytes:
         """The bytes of one frame file."""
+        return b"".join(self.encode_frame_parts(img))
+
+    def encode_frame_parts(self, img: np.ndarray) -> list[bytes | memoryview]:
+        """The bytes of one frame file, in parts to be written one after the other.
+
+        An ``.npy`` file is its header and the image's own memory: ``np.save`` into a
+        ``BytesIO`` copied a 6 MB 1920x1080 frame twice before writing it (5.5 of the 17 ms a
+        frame took), where the reference's ``np.save(path)`` writes it straight to the file.
+        """
         fmt = self.metadata.format
         if fmt == "npy":
-            buf = io.BytesIO()
-            np.save(buf, np.ascontiguousarray(img), allow_pickle=False)
-            return buf.getvalue()
+            arr = np.ascontiguousarray(img)
+            head = io.BytesIO()
+            # what np.save writes: a version 1.0 header (frames' headers are far below its limit)
+            np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(arr))
+            return [head.getvalue(), arr.data.cast("B")]
         import cv2
 
         if fmt == "ppm":
@@ -148,7 +159,7 @@ class DirectoryBackend(Backend):
         ok, data = cv2.imencode(self.extension, img, params)
         if not ok:
             raise InvalidImageError(f"OpenCV could not encode a {img.dtype} {img.shape} image as {fmt}")
-        return data.tobytes()
+        return [data.tobytes()]
 
     def remove_chunk_payload(self, chunk_n: int) -> None:
         self.storage.remove_tree(self.payload_path(chunk_n))
@@ -216,10 +227,10 @@ class _FrameFileWriter(ChunkWriter):
 
     def write(self, img: np.ndarray, frame_number: int, frame_time: float) -> dict[str, int]:
         backend = self._backend
-        data = backend.encode_frame(img)
-        backend.storage.write_bytes(backend.frame_path(self._chunk_n, self._position), data)
+        parts = backend.encode_frame_parts(img)
+        backend.storage.write_parts(backend.frame_path(self._chunk_n, self._position), parts)
         self._position += 1
-        return {PAYLOAD_DIGEST_FIELD: payload_digest(data)}
+        return {PAYLOAD_DIGEST_FIELD: payload_digest_of_parts(parts)}
 
     def close(self) -> None:
         return None
@@ -230,7 +241,7 @@ def read_image_file(storage: Storage, path: str, fmt: str, color: bool, dtype: s
     return decode_frame_file(read_frame_file(storage, path), path, fmt, color, dtype)
 
 
-def read_frame_file(storage: Storage, path: str) -> bytearray:
+def read_frame_file(storage: Storage, path: str) -> np.ndarray:
     """The bytes of one frame file, or :class:`ChunkReadError`."""
     try:
         return storage.read_buffer(path)
@@ -240,7 +251,7 @@ def read_frame_file(storage: Storage, path: str) -> bytearray:
         raise ChunkReadError(f"frame file {path} unreadable ({exc.strerror})") from None
 
 
-def decode_frame_file(data: bytes | bytearray, path: str, fmt: str, color: bool,
+def decode_frame_file(data: bytes | bytearray | np.ndarray, path: str, fmt: str, color: bool,
                       dtype: str = "uint8") -> np.ndarray:
     """Decode the bytes of a frame file (``path`` for messages), or :class:`ChunkReadError`."""
     if fmt == "npy":
@@ -253,7 +264,7 @@ def decode_frame_file(data: bytes | bytearray, path: str, fmt: str, color: bool,
     # other dtypes unchanged: the reference's colour/grey flags silently reduce them to uint8
     grey_or_color = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE
     flags = grey_or_color if dtype == "uint8" else cv2.IMREAD_UNCHANGED
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if len(data) else None
     if img is None:
         raise ChunkReadError(f"frame file {path} is damaged (cannot be decoded as {fmt})")
     if dtype != "uint8":
@@ -279,7 +290,7 @@ class DirectoryImgStore(ImgStore):
         return read_image_file(LOCAL, path, format, color)
 
 
-def _npy_array(data: bytes | bytearray) -> np.ndarray:
+def _npy_array(data: bytes | bytearray | np.ndarray) -> np.ndarray:
     """The array of a ``.npy`` file's bytes: a view of ``data`` (writable if ``data`` is), as ``np.load`` reads.
 
     ``np.load`` of a ``BytesIO`` copies the payload once more; the header is read by numpy's own
@@ -288,9 +299,9 @@ def _npy_array(data: bytes | bytearray) -> np.ndarray:
     a plain array goes to ``np.load``.
     """
     if bytes(data[:6]) != b"\x93NUMPY" or len(data) < 12 or data[6] not in (1, 2, 3):
-        return np.load(io.BytesIO(data), allow_pickle=False)  # np.load names what is wrong
+        return np.load(io.BytesIO(bytes(data)), allow_pickle=False)  # np.load names what is wrong
     size_bytes = 2 if data[6] == 1 else 4
-    end = 8 + size_bytes + int.from_bytes(data[8:8 + size_bytes], "little")
+    end = 8 + size_bytes + int.from_bytes(bytes(data[8:8 + size_bytes]), "little")
     header = bytes(data[:end])
     parsed = _NPY_HEADERS.get(header)
     if parsed is None:
@@ -301,7 +312,7 @@ def _npy_array(data: bytes | bytearray) -> np.ndarray:
         elif version == (2, 0):
             shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(head)
         else:
-            return np.load(io.BytesIO(data), allow_pickle=False)
+            return np.load(io.BytesIO(bytes(data)), allow_pickle=False)
         if dtype.hasobject:
             raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
         parsed = (tuple(shape), bool(fortran_order), dtype, math.prod(shape))

@@ -58,7 +58,7 @@ class PayloadDigests:
             return None
         return int(digests[position])
 
-    def check(self, chunk_n: int, position: int, data: bytes | bytearray | memoryview, path: str) -> None:
+    def check(self, chunk_n: int, position: int, data: bytes | bytearray | memoryview | np.ndarray, path: str) -> None:
         """Raise :class:`ChunkCorruptError` if ``data`` is not what was written for this frame."""
         want = self.expected(chunk_n, position)
         if want is None:
