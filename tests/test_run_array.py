@@ -146,3 +146,16 @@ def test_the_cache_written_from_runs_holds_the_numbers(tmp_path):
     with imgstore.new_for_filename(path) as s:
         assert isinstance(s.index, CheckedFrameIndex) and s.index.checked
         np.testing.assert_array_equal(s.frame_numbers, fn)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_sorted_search_of_floats_that_round_against_the_items(side):
+    # 4e-194 - (-1) is 1.0 in float64: the offset from the difference alone was one short
+    values = np.array([-1, 0, 1], dtype=np.int64)
+    runs = RunArray.from_array(values)
+    for v in (4.410542066697209e-194, -4e-300, 0.0, -0.0, 0.5, 1.0, 1e-16, 1 - 1e-16, -1 - 1e-16, 2.0**60, -2.0**70):
+        assert np.searchsorted(runs, v, side=side) == np.searchsorted(values, v, side=side), v
+    near = np.arange(2**53 - 5, 2**53 + 5, dtype=np.int64)  # where float64 stops telling integers apart
+    runs = RunArray.from_array(near)
+    for v in (float(2**53), float(2**53 - 3), 2**53 + 1, float(2**53 + 2)):
+        assert np.searchsorted(runs, v, side=side) == np.searchsorted(near, v, side=side), v

@@ -202,12 +202,28 @@ class RunArray:
         run = int(np.searchsorted(self._ends, value, side=side))  # type: ignore[call-overload]
         if run == len(self._ends):
             return self._length
-        above = value - self._values[run]
-        if side == "left":
-            step = math.ceil(above) if isinstance(above, (float, np.floating)) else int(above)
+        first = int(self._values[run])
+        if isinstance(value, (float, np.floating)):
+            # compared as numpy compares int64 items with a float: both as float64
+            target: float | int = float(value)
+
+            def passes(k: int) -> bool:
+                item = float(first + k)
+                return item >= target if side == "left" else item > target
         else:
-            step = (math.floor(above) if isinstance(above, (float, np.floating)) else int(above)) + 1
-        return int(self._starts[run]) + max(0, step)
+            target = int(value)
+
+            def passes(k: int) -> bool:
+                return first + k >= target if side == "left" else first + k > target
+        # the offset from the difference, then corrected item by item: a float difference can
+        # round (0 - -1 + 4e-194 is 1.0), and the run's last item passes, so this ends
+        above = target - first
+        k = max(0, math.ceil(above) if side == "left" else math.floor(above) + 1)
+        while k > 0 and passes(k - 1):
+            k -= 1
+        while not passes(k):
+            k += 1
+        return int(self._starts[run]) + k
 
 
 class RunBuilder:
