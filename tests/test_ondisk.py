@@ -194,3 +194,21 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         f.write(b"new")
         raise RuntimeError("crash")
     assert p.read_bytes() == b"old" and not (tmp_path / "f.partial").exists()
+
+
+def test_created_from_the_metadata_mtime_equals_the_reference_float(tmp_path):
+    """Without created_utc (Motif), the time is os.path.getmtime's float, as imgstore 0.4 converts it."""
+    import datetime
+    import os
+
+    from imgstore.storage import LOCAL
+
+    path = tmp_path / "metadata.yaml"
+    path.write_text("x")
+    smd = ondisk.StoreMetadata(class_name="VideoImgStore", format="h264/mkv", chunksize=10, imgshape=(4, 4),
+                               imgdtype="uint8")
+    # mtimes whose nanoseconds round differently through mtime_ns / 1e9 than through st_mtime
+    for ns in (1_794_257_678_620_673_558, 1_822_264_056_588_578_648, 1_831_636_157_261_953_414):
+        os.utime(path, ns=(ns, ns))
+        created, _ = ondisk.resolve_created(smd, {}, str(tmp_path), str(path), storage=LOCAL)
+        assert created == datetime.datetime.fromtimestamp(os.path.getmtime(path), tz=datetime.timezone.utc)

@@ -370,7 +370,11 @@ def resolve_created(smd: StoreMetadata, user_metadata: Mapping[str, Any], basedi
         return local.astimezone(datetime.timezone.utc), tz
     token = storage.stat_token(metadata_path)
     mtime_ns = token.mtime_ns if token is not None else time.time_ns()
-    return datetime.datetime.fromtimestamp(mtime_ns / 1e9, tz=datetime.timezone.utc), tz
+    # the float os.path.getmtime gives (seconds + nanoseconds * 1e-9, as CPython makes
+    # st_mtime), which the reference converts: mtime_ns / 1e9 rounds differently, and one
+    # time in a few the microseconds differed by one
+    seconds, nanoseconds = divmod(mtime_ns, 10**9)
+    return datetime.datetime.fromtimestamp(seconds + nanoseconds * 1e-9, tz=datetime.timezone.utc), tz
 
 
 # --------------------------------------------------------------------------- chunk index
