@@ -28,7 +28,10 @@ Who writes it
     * a reader, only for stores of at least :data:`READER_WRITE_MIN_CHUNKS` chunks whose cache
       is missing or stale, that no live writer has locked and whose folder is writable.
       Reading a small store therefore never changes a file, and a read-only store or file
-      system opens normally (without writing a cache).
+      system opens normally (without writing a cache). From :data:`BACKGROUND_WRITE_MIN_FRAMES`
+      frames on, the reader's open returns while a thread writes the file; the store's
+      ``close()``, a later open of the same store in the process, and the process's exit wait
+      for it (:func:`wait_for_write`).
 
 Set the environment variable ``IMGSTORE_INDEX_CACHE=0`` to neither read nor write caches.
 
@@ -56,6 +59,7 @@ import json
 import logging
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Mapping
 from typing import IO, Any
@@ -82,6 +86,7 @@ __all__ = [
     "read_cache_header",
     "save",
     "save_index",
+    "wait_for_write",
     "write_after_close",
 ]
 
@@ -93,6 +98,11 @@ CACHE_FILENAME = ".imgstore-index.cache"
 CACHE_VERSION = 2
 #: a reader writes a missing or stale cache only for stores with at least this many chunks
 READER_WRITE_MIN_CHUNKS = 50
+#: a reader writes the cache of a store of at least this many frames from a background thread,
+#: so that the first open returns before the file is on disk: writing the 290 MB cache of
+#: 18.1 M frames took 0.40 s of a 0.9 s first open here (~22 ns per frame); below 1 M frames
+#: the write takes < 25 ms and a thread would not pay
+BACKGROUND_WRITE_MIN_FRAMES = 1_000_000
 
 _MAGIC = b"\x93IMGSTORE-INDEX\n"
 _PREFIX = struct.Struct("<QI")  # header length, header CRC-32
@@ -383,8 +393,55 @@ def _try_write(storage: Storage, basedir: str, identity: Identity, result: ScanR
     return True
 
 
+# cache path -> the thread writing it (one at a time per file; see _write_soon)
+_pending: dict[str, threading.Thread] = {}
+_pending_lock = threading.Lock()
+
+
+def wait_for_write(basedir: str, storage: Storage | None = None) -> None:
+    """Return once no background thread of this process is writing the store's cache.
+
+    A reader's :meth:`close` waits, so that a closed store has no file still being written.
+    """
+    path = cache_path(basedir, storage)
+    with _pending_lock:
+        thread = _pending.get(path)
+    if thread is not None and thread is not threading.current_thread():
+        thread.join()
+
+
+def _write_soon(storage: Storage, basedir: str, identity: Identity, result: ScanResult) -> None:
+    """Write a reader's cache: now for small stores, from a background thread for big ones.
+
+    The thread is not a daemon: a process that exits right after opening still finishes the
+    file (written atomically, so an interrupted write leaves no partial cache either way).
+    """
+    if len(result.state.frame_number) < BACKGROUND_WRITE_MIN_FRAMES:
+        _try_write(storage, basedir, identity, result)
+        return
+    # the sorted views are filled in here, not in the thread: the store reads them
+    result.state.complete(result.index)
+    path = cache_path(basedir, storage)
+
+    def write() -> None:
+        try:
+            _try_write(storage, basedir, identity, result)
+        finally:
+            with _pending_lock:
+                if _pending.get(path) is thread:
+                    del _pending[path]
+
+    thread = threading.Thread(target=write, name=f"imgstore index cache {basedir}", daemon=False)
+    wait_for_write(basedir, storage)
+    with _pending_lock:
+        _pending[path] = thread
+    thread.start()
+
+
 def load_state(storage: Storage, basedir: str, identity: Identity) -> ScanState | None:
     """The scan state saved in the store's cache, or None (missing, stale version, damaged...)."""
+    # a cache this process is still writing is read once it is complete, not rebuilt again
+    wait_for_write(basedir, storage)
     path = cache_path(basedir, storage)
     try:
         return _open_file(storage, path, identity)
@@ -415,7 +472,7 @@ def open_index(scanner: ChunkScanner, storage: Storage, basedir: str, identity: 
     n_chunks = len(result.state.chunk_number)
     if (not result.unchanged or result.refresh_racy) and n_chunks and may_write \
             and _may_write_as_reader(storage, basedir, n_chunks):
-        _try_write(storage, basedir, identity, result)
+        _write_soon(storage, basedir, identity, result)
     return result
 
 
@@ -432,6 +489,7 @@ def save(scanner: ChunkScanner, storage: Storage, basedir: str, identity: Identi
         The file could not be written (read-only store...).
     """
     target = os.fspath(path) if path is not None else cache_path(basedir, storage)
+    wait_for_write(basedir, storage)
     result = scanner.scan_from(previous, quiet=True, logger=log)
     _try_write(storage, basedir, identity, result, target, raise_errors=True)
     return target, result.state

@@ -481,6 +481,8 @@ class ImgStore(ArrayView, StoreInfo, Upkeep, ReferencePrivates):
                         self._storage.join(self._basedir, STORE_INDEX_FILENAME), storage=self._storage)
             else:
                 self._backend.close_readers()
+                # a closed store leaves no file of its own still being written
+                index_cache.wait_for_write(self._basedir, self._storage)
         finally:
             self._closed = True
             self._release_lock()
