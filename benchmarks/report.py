@@ -508,6 +508,8 @@ def evaluate(data: dict, quick: bool) -> tuple[list, list]:
     if data.get("memory") is not None or not quick:
         goals.append(memory.goal(data.get("memory")))
         goals.append(memory.goal_without_cache(data.get("memory")))
+    if data.get("peers") is not None or not quick:
+        goals += peers.goals(data.get("peers"))
     if data.get("startup") is not None or not quick:
         goals.append(startup.goal(data.get("startup")))
     return goals, published
