@@ -51,6 +51,7 @@ class RunArray:
         run_lengths = np.diff(np.append(self._starts, self._length))
         self._ends = self._values + run_lengths - 1  # last value of each run
         self._full: np.ndarray | None = None
+        self._sorted: bool | None = None  # the runs never change: checked once
 
     @classmethod
     def from_array(cls, values: ArrayLike) -> RunArray:
@@ -176,7 +177,9 @@ class RunArray:
 
     def is_sorted(self) -> bool:
         """True if the values never decrease (each run rises; a run starts at or above the last's end)."""
-        return bool(np.all(self._values[1:] >= self._ends[:-1]))
+        if self._sorted is None:
+            self._sorted = bool(np.all(self._values[1:] >= self._ends[:-1]))
+        return self._sorted
 
     def searchsorted(self, v: ArrayLike, side: str = "left") -> Any:
         """As ``np.searchsorted`` on the (sorted) values, from the runs.
@@ -203,6 +206,10 @@ class RunArray:
         if run == len(self._ends):
             return self._length
         first = int(self._values[run])
+        if isinstance(value, (int, np.integer)):
+            # integers compare exactly: the offset is the difference (a lookup by frame_number)
+            step = int(value) - first + (0 if side == "left" else 1)
+            return int(self._starts[run]) + max(0, step)
         if isinstance(value, (float, np.floating)):
             # compared as numpy compares int64 items with a float: both as float64
             target: float | int = float(value)
