@@ -32,6 +32,7 @@ from numpy.typing import ArrayLike
 
 from .checked_index import CheckedFrameIndex
 from .frame_index import FrameIndex, SortedView
+from .lazy_array import LazyArray
 from .storage import RangeFile
 
 __all__ = ["PAGE_BYTES", "LazyCheckedFrameIndex", "RangeArray", "is_lazy", "load_together",
@@ -55,7 +56,7 @@ FetchRanges = Callable[[Sequence[tuple[int, int]]], list[bytes]]
 LoadFull = Callable[[int, int, np.dtype], np.ndarray]
 
 
-class RangeArray:
+class RangeArray(LazyArray):
     """A read-only 1-D array of a file's bytes, read a page at a time.
 
     Parameters
@@ -73,8 +74,6 @@ class RangeArray:
     load_full
         How the whole array is had when a caller needs it; default: fetched in parts.
     """
-
-    __array_priority__ = 1000
 
     def __init__(self, fetch_ranges: FetchRanges, offset: int, length: int, dtype: Any, *,
                  max_pages: int = MAX_PAGES, load_full: LoadFull | None = None) -> None:
@@ -100,41 +99,11 @@ class RangeArray:
         """How this array's pages are fetched (the arrays of one file share it)."""
         return self._fetch
 
-    @property
-    def shape(self) -> tuple[int]:
-        return (self._length,)
-
-    @property
-    def ndim(self) -> int:
-        return 1
-
-    @property
-    def size(self) -> int:
-        return self._length
-
-    def __len__(self) -> int:
-        return self._length
-
     def __repr__(self) -> str:
         return f"<RangeArray {self.dtype} x {self._length}, {len(self._pages)} pages loaded>"
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        full = self.load()
-        return full if dtype is None else full.astype(dtype, copy=False)
-
-    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        if func is np.searchsorted and args and args[0] is self and kwargs.get("sorter") is None:
-            return self._searchsorted(args[1] if len(args) > 1 else kwargs["v"],
-                                      args[2] if len(args) > 2 else kwargs.get("side", "left"))
-        return func(*_concrete(args), **_concrete(kwargs))
-
-    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        return getattr(ufunc, method)(*_concrete(inputs), **_concrete(kwargs))
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.load(), name)  # min(), max(), tolist()...: the whole array
+    def _search(self, v: Any, side: str) -> Any:
+        return self._searchsorted(v, side)
 
     # ------------------------------------------------------------------ reading
 
@@ -333,16 +302,6 @@ def load_together(parts: Sequence[tuple[RangeArray, int, int]]) -> None:
         datas = items[0][0].fetch_ranges([r for _, r in items])
         for (array, (start, _stop)), data in zip(items, datas, strict=True):
             array.store(start, data)
-
-
-def _concrete(value: Any) -> Any:
-    if isinstance(value, RangeArray):
-        return value.load()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_concrete(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _concrete(v) for k, v in value.items()}
-    return value
 
 
 def is_lazy(array: Any) -> bool:

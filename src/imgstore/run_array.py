@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .lazy_array import LazyArray
+
 __all__ = ["FrameStack", "RunArray", "RunBuilder"]
 
 _INT64 = np.dtype(np.int64)
@@ -24,7 +26,7 @@ _INT64 = np.dtype(np.int64)
 _MAX_RUN_SHARE = 0.25
 
 
-class RunArray:
+class RunArray(LazyArray):
     """A read-only 1-D int64 array stored as runs of consecutive values (``v, v+1, v+2, ...``).
 
     Parameters
@@ -37,9 +39,7 @@ class RunArray:
         Number of items.
     """
 
-    __array_priority__ = 1000
     dtype = _INT64
-    ndim = 1
 
     def __init__(self, starts: ArrayLike, values: ArrayLike, length: int) -> None:
         self._starts = np.ascontiguousarray(starts, dtype=np.int64)
@@ -63,14 +63,6 @@ class RunArray:
     # ------------------------------------------------------------------ numpy's view of it
 
     @property
-    def shape(self) -> tuple[int]:
-        return (self._length,)
-
-    @property
-    def size(self) -> int:
-        return self._length
-
-    @property
     def n_runs(self) -> int:
         """Number of runs."""
         return len(self._starts)
@@ -81,9 +73,6 @@ class RunArray:
         return (self._starts.nbytes + self._values.nbytes + self._ends.nbytes
                 + (self._full.nbytes if self._full is not None else 0))
 
-    def __len__(self) -> int:
-        return self._length
-
     def __repr__(self) -> str:
         return f"<RunArray int64 x {self._length} in {self.n_runs} runs>"
 
@@ -93,25 +82,8 @@ class RunArray:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["starts"], state["values"], state["length"])  # type: ignore[misc]
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        full = self.load()
-        return full if dtype is None else full.astype(dtype, copy=False)
-
-    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        if func is np.searchsorted and args and args[0] is self and kwargs.get("sorter") is None \
-                and self.is_sorted():
-            v = args[1] if len(args) > 1 else kwargs["v"]
-            side = args[2] if len(args) > 2 else kwargs.get("side", "left")
-            return self.searchsorted(v, side)
-        return func(*_concrete(args), **_concrete(kwargs))
-
-    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        return getattr(ufunc, method)(*_concrete(inputs), **_concrete(kwargs))
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.load(), name)  # tolist(), copy(), view()...: the whole array
+    def _search(self, v: Any, side: str) -> Any:
+        return self.searchsorted(v, side) if self.is_sorted() else None
 
     def load(self) -> np.ndarray:
         """The whole array (made once, kept, read-only)."""
@@ -313,12 +285,3 @@ class FrameStack:
         numbers = self._runs.finish() if self._runs is not None else self._fn[:self._size]
         return numbers, self._ft[:self._size]
 
-
-def _concrete(value: Any) -> Any:
-    if isinstance(value, RunArray):
-        return value.load()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_concrete(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _concrete(v) for k, v in value.items()}
-    return value
