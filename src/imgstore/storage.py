@@ -178,8 +178,7 @@ class Storage(ABC):
 
     def write_bytes(self, path: str, data: bytes, fsync: bool = False) -> None:
         """Write ``data`` to ``path`` atomically."""
-        with self.atomic_write(path, fsync=fsync) as f:
-            f.write(data)
+        self.write_parts(path, [data], fsync)
 
     def write_parts(self, path: str, parts: Sequence[bytes | memoryview], fsync: bool = False) -> None:
         """Write the concatenation of ``parts`` to ``path`` atomically, without joining them first."""

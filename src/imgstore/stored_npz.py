@@ -32,22 +32,37 @@ _NPY_MAGIC = b"\x93NUMPY"
 _NPY_HEADER = re.compile(rb"\{'descr': '([<>|][a-zA-Z]\d+)', 'fortran_order': False, 'shape': \((\d+),\), \} *\n")
 
 
-def read_members(data: bytes | bytearray, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
-    """``{key: array}`` of the ``keys`` present in the ``.npz`` ``data`` (one-dimensional, plain
-    dtypes); None if the file is not a plain stored ``np.savez`` archive or fails a check."""
+def _central_directory(data: bytes | bytearray, data_start: int = 0) -> list[tuple] | None:
+    """The zip central directory's entries ``(name, method, crc, csize, usize, offset)``, read from
+    ``data`` (the file's bytes from byte ``data_start`` on, its end included); None if the
+    directory is not within them or is damaged."""
     end = data.rfind(_EOCD, max(0, len(data) - 65_557))
     if end < 0 or len(data) < end + 22:
         return None
     n_entries, _, cd_offset = struct.unpack_from("<HII", data, end + 10)
-    wanted = {f"{k}.npy": k for k in keys}
-    out: dict[str, np.ndarray] = {}
-    pos = cd_offset
+    pos = cd_offset - data_start
+    if pos < 0:
+        return None
+    entries = []
     for _ in range(n_entries):
         if data[pos:pos + 4] != _CENTRAL or pos + 46 > len(data):
             return None
         method, crc, csize, usize, nlen, xlen, clen, offset = _CENTRAL_ENTRY.unpack_from(data, pos)
         name = bytes(data[pos + 46:pos + 46 + nlen]).decode("utf-8", "replace")
+        entries.append((name, method, crc, csize, usize, offset))
         pos += 46 + nlen + xlen + clen
+    return entries
+
+
+def read_members(data: bytes | bytearray, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """``{key: array}`` of the ``keys`` present in the ``.npz`` ``data`` (one-dimensional, plain
+    dtypes); None if the file is not a plain stored ``np.savez`` archive or fails a check."""
+    entries = _central_directory(data)
+    if entries is None:
+        return None
+    wanted = {f"{k}.npy": k for k in keys}
+    out: dict[str, np.ndarray] = {}
+    for name, method, crc, csize, usize, offset in entries:
         key = wanted.get(name)
         if key is None:
             continue
@@ -70,21 +85,8 @@ def read_members(data: bytes | bytearray, keys: Sequence[str]) -> dict[str, np.n
 def member_names(tail: bytes, tail_start: int) -> list[str] | None:
     """The member names of a zip archive from its last bytes (``tail``, which starts at byte
     ``tail_start`` of the file); None if its central directory does not lie within them."""
-    end = tail.rfind(_EOCD, max(0, len(tail) - 65_557))
-    if end < 0 or len(tail) < end + 22:
-        return None
-    n_entries, _, cd_offset = struct.unpack_from("<HII", tail, end + 10)
-    pos = cd_offset - tail_start
-    if pos < 0:
-        return None
-    names = []
-    for _ in range(n_entries):
-        if tail[pos:pos + 4] != _CENTRAL or pos + 46 > len(tail):
-            return None
-        nlen, xlen, clen = struct.unpack_from("<HHH", tail, pos + 28)
-        names.append(tail[pos + 46:pos + 46 + nlen].decode("utf-8", "replace"))
-        pos += 46 + nlen + xlen + clen
-    return names
+    entries = _central_directory(tail, tail_start)
+    return None if entries is None else [entry[0] for entry in entries]
 
 
 def _npy_vector(member: memoryview) -> np.ndarray | None:
