@@ -185,32 +185,32 @@ class ScanState:
         self.by_time = index.by_time()
 
     @classmethod
-    def from_entries(cls, entries: Sequence[tuple[ListedChunk, np.ndarray, np.ndarray]],
-                     stat_time_ns: int, frame_number: Any = None,
-                     frame_time: np.ndarray | None = None) -> ScanState:
-        """A state of the given chunks and their frames.
-
-        ``frame_number`` and ``frame_time``: the entries' frames already in one pair of arrays,
-        in order (used as they are, instead of a concatenation).
-        """
-        lengths = np.array([len(fn) for _, fn, _ in entries], dtype=np.int64)
-        starts = np.zeros(len(entries), dtype=np.int64)
-        if len(entries):
-            np.cumsum(lengths[:-1], out=starts[1:])
-        fns = [] if frame_number is not None else [np.asarray(fn, dtype=np.int64) for _, fn, _ in entries]
-        fts = [] if frame_time is not None else [np.asarray(ft, dtype=np.float64) for _, _, ft in entries]
+    def of_chunks(cls, chunks: Sequence[ListedChunk], lengths: Sequence[int], stat_time_ns: int,
+                  frame_number: Any, frame_time: np.ndarray) -> ScanState:
+        """A state of ``chunks`` whose frames are ``frame_number``/``frame_time`` (used as they
+        are: arrays, or numbers held as runs), ``lengths[i]`` frames for chunk ``i``, in order."""
+        length = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        starts = np.zeros(len(length), dtype=np.int64)
+        if len(length):
+            np.cumsum(length[:-1], out=starts[1:])
         return cls(
-            chunk_number=np.array([c.chunk_n for c, _, _ in entries], dtype=np.int64),
-            kind=np.array([c.key.kind for c, _, _ in entries], dtype=np.int8),
-            size=np.array([c.key.size for c, _, _ in entries], dtype=np.int64),
-            mtime_ns=np.array([c.key.mtime_ns for c, _, _ in entries], dtype=np.int64),
-            inode=np.array([c.key.inode for c, _, _ in entries], dtype=np.uint64),
-            length=lengths, start=starts,
-            frame_number=frame_number if frame_number is not None else (
-                np.concatenate(fns) if fns else np.zeros(0, np.int64)),
-            frame_time=frame_time if frame_time is not None else (
-                np.concatenate(fts) if fts else np.zeros(0, np.float64)),
+            chunk_number=np.array([c.chunk_n for c in chunks], dtype=np.int64),
+            kind=np.array([c.key.kind for c in chunks], dtype=np.int8),
+            size=np.array([c.key.size for c in chunks], dtype=np.int64),
+            mtime_ns=np.array([c.key.mtime_ns for c in chunks], dtype=np.int64),
+            inode=np.array([c.key.inode for c in chunks], dtype=np.uint64),
+            length=length, start=starts, frame_number=frame_number, frame_time=frame_time,
             stat_time_ns=stat_time_ns)
+
+    @classmethod
+    def from_entries(cls, entries: Sequence[tuple[ListedChunk, np.ndarray, np.ndarray]],
+                     stat_time_ns: int) -> ScanState:
+        """A state of the given chunks and their frames (concatenated)."""
+        fns = [np.asarray(fn, dtype=np.int64) for _, fn, _ in entries]
+        fts = [np.asarray(ft, dtype=np.float64) for _, _, ft in entries]
+        return cls.of_chunks([c for c, _, _ in entries], [len(fn) for fn in fns], stat_time_ns,
+                             np.concatenate(fns) if fns else np.zeros(0, np.int64),
+                             np.concatenate(fts) if fts else np.zeros(0, np.float64))
 
 
 @dataclasses.dataclass
@@ -526,10 +526,10 @@ class ChunkScanner:
             read.append((chunk, stack.append(*frames), kept))
         frame_number, frame_time = stack.arrays()
         if all(kept for _, _, kept in read):
-            # only the entries' lengths are used with the arrays given: views of the times, so
-            # that frame numbers held as runs are not made into arrays chunk by chunk
-            entries = [(chunk, frame_time[part], frame_time[part]) for chunk, part, _ in read]
-            state = ScanState.from_entries(entries, stat_time, frame_number, frame_time)
+            # the stacked arrays as they are (frame numbers held as runs stay runs)
+            state = ScanState.of_chunks([chunk for chunk, _, _ in read],
+                                        [part.stop - part.start for _, part, _ in read],
+                                        stat_time, frame_number, frame_time)
             index = state.frame_index()
         else:
             state = ScanState.from_entries([(chunk, frame_number[part], frame_time[part])
