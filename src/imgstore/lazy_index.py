@@ -109,17 +109,14 @@ class RangeArray(LazyArray):
 
     def load(self) -> np.ndarray:
         """The whole array (had once: fetched in concurrent parts, or as ``load_full`` gives it)."""
-        if self._full is None and self._load_full is not None:
-            full = self._load_full(self._offset, self._length, self.dtype)
-            full.flags.writeable = False
-            self._full = full
-            self._pages.clear()
-            self._pinned = {}
         if self._full is None:
-            nbytes = self._length * self.dtype.itemsize
-            parts = [(a, min(a + _PART_BYTES, nbytes)) for a in range(0, nbytes, _PART_BYTES)]
-            data = b"".join(self._fetch([(self._offset + a, self._offset + b) for a, b in parts])) if parts else b""
-            full = np.frombuffer(data, dtype=self.dtype)
+            if self._load_full is not None:
+                full = self._load_full(self._offset, self._length, self.dtype)
+            else:
+                nbytes = self._length * self.dtype.itemsize
+                parts = [(a, min(a + _PART_BYTES, nbytes)) for a in range(0, nbytes, _PART_BYTES)]
+                data = b"".join(self._fetch([(self._offset + a, self._offset + b) for a, b in parts])) if parts else b""
+                full = np.frombuffer(data, dtype=self.dtype)
             full.flags.writeable = False
             self._full = full
             self._pages.clear()
